@@ -1,0 +1,162 @@
+package memory
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"sync"
+)
+
+// Every value is stored as a JSON envelope laid out the way Python's
+// json.dumps writes it, so that Go and Python writers produce the same bytes
+// around the value:
+//
+//	{"value": <value as JSON>, "last_modified": <Unix nanoseconds>}
+const (
+	envelopeHead = `{"value": `
+	envelopeMid  = `, "last_modified": `
+	envelopeTail = `}`
+)
+
+// maxPooledBuffer is the largest encoding buffer kept for reuse, so that one
+// huge value does not pin its memory in the pool.
+const maxPooledBuffer = 64 << 10
+
+// An encoding holds one envelope. Encodings are pooled: call free once the
+// bytes have been handed to the server.
+type encoding struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var encodings = sync.Pool{New: func() any {
+	e := new(encoding)
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
+
+// encode returns the envelope of value stamped with lastModified, or an
+// *EncodeError naming name.
+func encode(name string, value any, lastModified int64) (*encoding, error) {
+	e := encodings.Get().(*encoding)
+	e.buf.Reset()
+	e.buf.WriteString(envelopeHead)
+	if err := e.enc.Encode(value); err != nil {
+		e.free()
+		return nil, &EncodeError{Name: name, Type: reflect.TypeOf(value), Err: err}
+	}
+	e.buf.Truncate(e.buf.Len() - 1) // the newline Encode appends
+	e.buf.WriteString(envelopeMid)
+	e.buf.Write(strconv.AppendInt(e.buf.AvailableBuffer(), lastModified, 10))
+	e.buf.WriteString(envelopeTail)
+	return e, nil
+}
+
+// bytes returns the envelope; it is valid until free.
+func (e *encoding) bytes() []byte { return e.buf.Bytes() }
+
+func (e *encoding) free() {
+	if e.buf.Cap() <= maxPooledBuffer {
+		encodings.Put(e)
+	}
+}
+
+// decode stores in dst the value held by data, a stored string, and returns
+// its last_modified stamp (0 for a bare value). A string in the envelope
+// layout is parsed once; any other JSON object with both "value" and
+// "last_modified" members is an envelope too, and any other JSON is a bare
+// value.
+func decode(data []byte, dst any) (lastModified int64, err error) {
+	if value, ts, ok := splitEnvelope(data); ok {
+		// Unmarshal checks the syntax of value before it writes to dst, so
+		// a syntax error leaves dst untouched for the general parse.
+		err := json.Unmarshal(value, dst)
+		var syntaxErr *json.SyntaxError
+		if !errors.As(err, &syntaxErr) {
+			return ts, err
+		}
+	}
+	value, ts, err := parseEnvelope(data)
+	if err != nil {
+		return 0, err
+	}
+	return ts, json.Unmarshal(value, dst)
+}
+
+// splitEnvelope cuts data in the envelope layout into its value, unchecked,
+// and its stamp. It reports false for any other layout.
+func splitEnvelope(data []byte) (value []byte, lastModified int64, ok bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(envelopeHead))
+	if !ok {
+		return nil, 0, false
+	}
+	rest, ok = bytes.CutSuffix(rest, []byte(envelopeTail))
+	if !ok {
+		return nil, 0, false
+	}
+	i := bytes.LastIndex(rest, []byte(envelopeMid))
+	if i < 0 {
+		return nil, 0, false
+	}
+	ts, ok := parseStamp(rest[i+len(envelopeMid):])
+	if !ok {
+		return nil, 0, false
+	}
+	return rest[:i], ts, true
+}
+
+// parseStamp parses the decimal digits of a non-negative int64 without
+// allocating, unlike strconv on a []byte.
+func parseStamp(digits []byte) (int64, bool) {
+	if len(digits) == 0 || len(digits) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return int64(n), n <= math.MaxInt64
+}
+
+// parseEnvelope is the general form of splitEnvelope: it accepts an envelope
+// in any JSON layout, and any other JSON as a bare value.
+func parseEnvelope(data []byte) (value []byte, lastModified int64, err error) {
+	var env map[string]json.RawMessage
+	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '{' {
+		if err := json.Unmarshal(data, &env); err != nil {
+			return nil, 0, err
+		}
+	} else if !json.Valid(data) {
+		return nil, 0, errors.New("not JSON")
+	}
+	value, hasValue := env["value"]
+	stamp, hasStamp := env["last_modified"]
+	if !hasValue || !hasStamp {
+		return data, 0, nil
+	}
+	var ts json.Number
+	if err := json.Unmarshal(stamp, &ts); err != nil {
+		return nil, 0, fmt.Errorf("last_modified %s is not a number", stamp)
+	}
+	if lastModified, err = ts.Int64(); err != nil {
+		return nil, 0, fmt.Errorf("last_modified %s is not an integer", stamp)
+	}
+	return value, lastModified, nil
+}
+
+// checkDestination returns a *json.InvalidUnmarshalError unless dst is a
+// non-nil pointer, so that Get fails before any I/O.
+func checkDestination(dst any) error {
+	if v := reflect.ValueOf(dst); v.Kind() != reflect.Pointer || v.IsNil() {
+		return &json.InvalidUnmarshalError{Type: reflect.TypeOf(dst)}
+	}
+	return nil
+}

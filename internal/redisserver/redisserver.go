@@ -1,0 +1,161 @@
+// Package redisserver runs real redis-server processes on loopback for tests.
+//
+// Without redis-server on PATH, Start skips the test with a message, or fails
+// it when MEMORY_REQUIRE_REDIS=1.
+package redisserver
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds how long a server may take to answer PING.
+const startTimeout = 10 * time.Second
+
+// A Server is a redis-server process listening on a loopback port.
+type Server struct {
+	Addr string // host:port
+	Port int
+	Dir  string // working directory: logs, RDB and AOF files
+
+	tb   testing.TB
+	args []string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// Start starts redis-server on a free loopback port with args appended to
+// its command line, and stops it when the test ends. Persistence is off
+// unless args turn it on.
+func Start(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("MEMORY_REQUIRE_REDIS") == "1" {
+			tb.Fatalf("redis-server is required (MEMORY_REQUIRE_REDIS=1) but not on PATH: %v", err)
+		}
+		tb.Skip("redis-server not on PATH: skipping the real-server test (install it, e.g. apt-get install redis-server)")
+	}
+	s := &Server{Dir: tb.TempDir(), tb: tb, args: args}
+	// A port found free can be taken before the server binds it: try again.
+	for attempt := 0; ; attempt++ {
+		s.Port = freePort(tb)
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
+		err = s.start(path)
+		if err == nil {
+			break
+		}
+		if attempt == 2 {
+			tb.Fatalf("redis-server: %v", err)
+		}
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (s *Server) start(path string) error {
+	args := append([]string{
+		"--port", strconv.Itoa(s.Port),
+		"--bind", "127.0.0.1",
+		"--dir", s.Dir,
+		"--logfile", "redis.log",
+		"--save", "",
+		"--appendonly", "no",
+		"--daemonize", "no",
+	}, s.args...)
+	s.cmd = exec.Command(path, args...)
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	s.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) {
+		cmd.Wait()
+		close(done)
+	}(s.cmd, s.done)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if err := ping(s.Addr); err == nil {
+			return nil
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("exited at start: %s", s.logTail())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return fmt.Errorf("no answer on %s within %v: %s", s.Addr, startTimeout, s.logTail())
+		}
+	}
+}
+
+// ping reports an error unless a server at addr answers PING. A server that
+// is still loading its data answers -LOADING, which counts as not ready.
+func ping(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
+		return fmt.Errorf("PING: %q", line)
+	}
+	return nil
+}
+
+func (s *Server) logTail() string {
+	data, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return strings.Join(lines[max(0, len(lines)-5):], "\n")
+}
+
+// Stop kills the server and waits for it to exit. Stopping a stopped server
+// does nothing.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
+// Restart starts the server again on the same port, in the same directory,
+// with the same arguments, so that a persisted data set comes back.
+func (s *Server) Restart() {
+	s.tb.Helper()
+	s.Stop()
+	path, err := exec.LookPath("redis-server")
+	if err == nil {
+		err = s.start(path)
+	}
+	if err != nil {
+		s.tb.Fatalf("restart redis-server on %s: %v", s.Addr, err)
+	}
+}

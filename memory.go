@@ -1,0 +1,318 @@
+// Package memory gives services a shared, persistent, namespaced memory in
+// Redis: named values, JSON-encoded under a key prefix, that any number of
+// processes, pods and tenants read and write.
+//
+// It is the Go counterpart of the Python library redis-memory, whose users
+// write mem.answer = 42 in one process and read mem.answer in another. Both
+// libraries store the value of name n under the key prefix+n ("memory:answer"
+// by default, REDIS_PREFIX to change it) as the JSON envelope
+//
+//	{"value": 42, "last_modified": 1732838400000000000}
+//
+// so Go and Python services share one memory.
+//
+// A Memory is safe for concurrent use. Scope derives a child namespace, and
+// any number of Memory values, one per tenant say, can share one client.
+//
+// Every operation is bounded by the Memory's timeout (WithTimeout). When the
+// server cannot be reached, errors wrap ErrUnavailable; a name with no value
+// gives ErrNotFound; stored data that cannot be read gives a *DecodeError, and
+// a value JSON cannot carry an *EncodeError.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// scanBatch is the COUNT hint of each SCAN, and so about the most keys one
+// UNLINK of Clear removes.
+const scanBatch = 1000
+
+// A Memory reads and writes named values under one key prefix.
+type Memory struct {
+	prefix string
+	s      *shared
+	root   bool // returned by New, not by Scope: Close closes it
+}
+
+// shared is the state a Memory shares with its scopes.
+type shared struct {
+	client     redis.UniversalClient
+	ownsClient bool
+	timeout    time.Duration
+	ttl        time.Duration
+	log        *slog.Logger
+	closed     atomic.Bool
+}
+
+// New returns a Memory configured by opts, the process environment and the
+// .env file of WithEnvFile, in that order of precedence; see Option. It reads
+// the configuration once: changing the environment later does not move an
+// existing Memory.
+//
+// When New creates the client itself, it pings the server once within the
+// timeout: a server that refuses the connection's configuration (a wrong
+// password, say) is an error, while an unreachable server is only logged, so
+// that a service can start before its Redis. With WithClient, New does no I/O.
+func New(ctx context.Context, opts ...Option) (*Memory, error) {
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &shared{
+		client:  c.client,
+		timeout: c.timeout,
+		ttl:     c.ttl,
+		log:     c.logger,
+	}
+	if s.client == nil {
+		s.client, s.ownsClient = redis.NewClient(c.options), true
+		if err := s.probe(ctx, c.options.Addr); err != nil {
+			s.client.Close()
+			return nil, err
+		}
+	}
+	s.log.Debug("memory: ready", "prefix", c.prefix, "shared_client", !s.ownsClient)
+	return &Memory{prefix: c.prefix, s: s, root: true}, nil
+}
+
+// probe pings the server at addr, and reports whether it refused the
+// client's configuration.
+func (s *shared) probe(ctx context.Context, addr string) error {
+	err := s.client.Ping(s.bound(ctx)).Err()
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() == nil && unreachable(err):
+		s.log.Warn("memory: server unreachable", "addr", addr, "err", err)
+		return nil
+	}
+	return fmt.Errorf("memory: connect to %s: %w", addr, err)
+}
+
+// bound returns ctx with the Memory's timeout as its deadline, unless ctx
+// ends sooner. The bound is a deadline and no timer: go-redis turns it into
+// socket deadlines, which is all an operation needs, and it spares each
+// operation the timer of context.WithTimeout. Waits for a pooled connection
+// are bounded by the client's PoolTimeout instead.
+func (s *shared) bound(ctx context.Context) context.Context {
+	d := time.Now().Add(s.timeout)
+	if cur, ok := ctx.Deadline(); ok && !d.Before(cur) {
+		return ctx
+	}
+	return deadlineContext{ctx, d}
+}
+
+type deadlineContext struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c deadlineContext) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// open returns ErrClosed, naming op, once the Memory is closed.
+func (m *Memory) open(op string) error {
+	if m.s.closed.Load() {
+		return fmt.Errorf("%w: %s %q", ErrClosed, op, m.prefix)
+	}
+	return nil
+}
+
+// key checks that m is open and name is valid, and returns name's key.
+func (m *Memory) key(op, name string) (string, error) {
+	if err := m.open(op); err != nil {
+		return "", err
+	}
+	if err := checkName(name); err != nil {
+		return "", err
+	}
+	return m.prefix + name, nil
+}
+
+// Prefix returns the key prefix, the Memory's namespace.
+func (m *Memory) Prefix() string { return m.prefix }
+
+// Client returns the client the Memory uses.
+func (m *Memory) Client() redis.UniversalClient { return m.s.client }
+
+// Set stores value, encoded as JSON, under name. With WithDefaultTTL the key
+// expires after that TTL.
+func (m *Memory) Set(ctx context.Context, name string, value any) error {
+	key, err := m.key("set", name)
+	if err != nil {
+		return err
+	}
+	e, err := encode(name, value, time.Now().UnixNano())
+	if err != nil {
+		return err
+	}
+	err = m.s.client.Set(m.s.bound(ctx), key, e.bytes(), m.s.ttl).Err()
+	e.free()
+	return opError(ctx, "set", key, err)
+}
+
+// Get decodes the value of name into dst, a non-nil pointer, as
+// json.Unmarshal would. It returns an error wrapping ErrNotFound when name
+// has no value, and a *DecodeError when the key holds something else than a
+// JSON string. Values written by the Python library, or bare JSON written by
+// any client, read the same way.
+func (m *Memory) Get(ctx context.Context, name string, dst any) error {
+	key, err := m.key("get", name)
+	if err != nil {
+		return err
+	}
+	if err := checkDestination(dst); err != nil {
+		return fmt.Errorf("memory: get %q: %w", key, err)
+	}
+	data, err := m.s.client.Get(m.s.bound(ctx), key).Bytes()
+	if redis.HasErrorPrefix(err, "WRONGTYPE") {
+		return &DecodeError{Key: key, Err: err}
+	}
+	if err != nil {
+		return opError(ctx, "get", key, err)
+	}
+	if _, err := decode(data, dst); err != nil {
+		return &DecodeError{Key: key, Err: err}
+	}
+	return nil
+}
+
+// GetAs returns the value of name as a T. It fails as Get does.
+func GetAs[T any](ctx context.Context, m *Memory, name string) (T, error) {
+	var v T
+	err := m.Get(ctx, name, &v)
+	return v, err
+}
+
+// Has reports whether name has a value.
+func (m *Memory) Has(ctx context.Context, name string) (bool, error) {
+	key, err := m.key("has", name)
+	if err != nil {
+		return false, err
+	}
+	n, err := m.s.client.Exists(m.s.bound(ctx), key).Result()
+	return n > 0, opError(ctx, "has", key, err)
+}
+
+// Delete removes name and its value. Deleting an absent name is not an error.
+func (m *Memory) Delete(ctx context.Context, name string) error {
+	key, err := m.key("delete", name)
+	if err != nil {
+		return err
+	}
+	return opError(ctx, "delete", key, m.s.client.Del(m.s.bound(ctx), key).Err())
+}
+
+// Expire makes name expire after ttl, as PEXPIRE does: a ttl of zero or less
+// removes it at once. It returns an error wrapping ErrNotFound when name has
+// no value.
+func (m *Memory) Expire(ctx context.Context, name string, ttl time.Duration) error {
+	key, err := m.key("expire", name)
+	if err != nil {
+		return err
+	}
+	ok, err := m.s.client.PExpire(m.s.bound(ctx), key, ttl).Result()
+	if err == nil && !ok {
+		err = redis.Nil
+	}
+	return opError(ctx, "expire", key, err)
+}
+
+// Keys returns the sorted names that have a value. It lists only this
+// Memory's own names: not its scopes' keys, nor keys under the prefix that
+// are not valid names.
+func (m *Memory) Keys(ctx context.Context) ([]string, error) {
+	names := []string{}
+	err := m.scan(ctx, "keys", func(keys []string) error {
+		for _, key := range keys {
+			if name := key[len(m.prefix):]; nameFault(name) == "" {
+				names = append(names, name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil // SCAN may return a key twice
+}
+
+// Clear removes every key under the prefix, its scopes' included, and
+// returns how many it removed. It scans and unlinks in batches, never
+// blocking the server with KEYS; on error, the count is of the keys removed
+// until then.
+func (m *Memory) Clear(ctx context.Context) (int, error) {
+	removed := 0
+	err := m.scan(ctx, "clear", func(keys []string) error {
+		n, err := m.s.client.Unlink(m.s.bound(ctx), keys...).Result()
+		removed += int(n)
+		return opError(ctx, "clear", m.prefix, err)
+	})
+	m.s.log.Info("memory: cleared", "prefix", m.prefix, "keys", removed, "err", err)
+	return removed, err
+}
+
+// scan calls fn with each page of keys under the prefix. The SCAN pattern
+// only narrows the scan; every key is checked against the prefix before fn
+// sees it.
+func (m *Memory) scan(ctx context.Context, op string, fn func(keys []string) error) error {
+	if err := m.open(op); err != nil {
+		return err
+	}
+	pattern := scanPattern(m.prefix)
+	var cursor uint64
+	for {
+		keys, next, err := m.s.client.Scan(m.s.bound(ctx), cursor, pattern, scanBatch).Result()
+		if err != nil {
+			return opError(ctx, op, m.prefix, err)
+		}
+		keys = slices.DeleteFunc(keys, func(key string) bool {
+			return !strings.HasPrefix(key, m.prefix)
+		})
+		if len(keys) > 0 {
+			if err := fn(keys); err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// Scope returns the child Memory whose prefix is m's prefix, part and ':',
+// the keys of the Python library's ConversationMemory. part follows the name
+// rules. A scope shares m's client; closing it does nothing, and closing m
+// closes its scopes too.
+func (m *Memory) Scope(part string) (*Memory, error) {
+	if err := checkName(part); err != nil {
+		return nil, fmt.Errorf("memory: scope of prefix %q: %w", m.prefix, err)
+	}
+	return &Memory{prefix: m.prefix + part + string(separator), s: m.s}, nil
+}
+
+// Close releases the Memory returned by New and every scope of it: later
+// operations return ErrClosed, and so does a second Close. It closes the
+// client only if New created it. Close on a scope does nothing.
+func (m *Memory) Close() error {
+	if !m.root {
+		return nil
+	}
+	if !m.s.closed.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: close %q", ErrClosed, m.prefix)
+	}
+	if m.s.ownsClient {
+		return m.s.client.Close()
+	}
+	return nil
+}
