@@ -76,8 +76,10 @@ func decode(data []byte, dst any) (lastModified int64, err error) {
 		// Unmarshal checks the syntax of value before it writes to dst, so
 		// a syntax error leaves dst untouched for the general parse.
 		err := json.Unmarshal(value, dst)
-		var syntaxErr *json.SyntaxError
-		if !errors.As(err, &syntaxErr) {
+		if err == nil {
+			return ts, nil
+		}
+		if syntaxErr := (*json.SyntaxError)(nil); !errors.As(err, &syntaxErr) {
 			return ts, err
 		}
 	}

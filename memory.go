@@ -173,10 +173,10 @@ func (m *Memory) Get(ctx context.Context, name string, dst any) error {
 		return fmt.Errorf("memory: get %q: %w", key, err)
 	}
 	data, err := m.s.client.Get(m.s.bound(ctx), key).Bytes()
-	if redis.HasErrorPrefix(err, "WRONGTYPE") {
-		return &DecodeError{Key: key, Err: err}
-	}
 	if err != nil {
+		if redis.HasErrorPrefix(err, "WRONGTYPE") {
+			return &DecodeError{Key: key, Err: err}
+		}
 		return opError(ctx, "get", key, err)
 	}
 	if _, err := decode(data, dst); err != nil {

@@ -1,0 +1,153 @@
+package memory_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-memory/memory"
+)
+
+// startRedis starts the embedded server the examples run on. A real program
+// names its server with REDIS_URL or WithURL instead.
+func startRedis() *miniredis.Miniredis {
+	srv, err := miniredis.Run()
+	if err != nil {
+		log.Fatal(err)
+	}
+	return srv
+}
+
+func ExampleNew() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+
+	m, err := memory.New(ctx, memory.WithURL("redis://"+srv.Addr()), memory.WithPrefix("myapp:"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Set(ctx, "answer", 42); err != nil {
+		log.Fatal(err)
+	}
+
+	// Another process, with the same prefix, reads what the first wrote.
+	other, err := memory.New(ctx, memory.WithURL("redis://"+srv.Addr()), memory.WithPrefix("myapp:"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer other.Close()
+	answer, err := memory.GetAs[int](ctx, other, "answer")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("answer:", answer)
+	fmt.Println("keys:", srv.Keys())
+	// Output:
+	// answer: 42
+	// keys: [myapp:answer]
+}
+
+func ExampleMemory_Get() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	m, err := memory.New(ctx, memory.WithURL("redis://"+srv.Addr()), memory.WithPrefix("myapp:"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	type Settings struct {
+		Theme  string  `json:"theme"`
+		Volume float64 `json:"volume"`
+	}
+	if err := m.Set(ctx, "settings", Settings{Theme: "dark", Volume: 0.75}); err != nil {
+		log.Fatal(err)
+	}
+	var s Settings
+	if err := m.Get(ctx, "settings", &s); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%+v\n", s)
+
+	err = m.Get(ctx, "missing", &s)
+	fmt.Println(errors.Is(err, memory.ErrNotFound))
+	// Output:
+	// {Theme:dark Volume:0.75}
+	// true
+}
+
+func ExampleMemory_Scope() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	m, err := memory.New(ctx, memory.WithURL("redis://"+srv.Addr()), memory.WithPrefix("memory:"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	// One scope per conversation, as Python's ConversationMemory.
+	for _, id := range []string{"conv_1", "conv_2"} {
+		conv, err := m.Scope(id)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := conv.Set(ctx, "topic", "topic of "+id); err != nil {
+			log.Fatal(err)
+		}
+	}
+	conv1, _ := m.Scope("conv_1")
+	topic, _ := memory.GetAs[string](ctx, conv1, "topic")
+	fmt.Println(topic)
+	fmt.Println(srv.Keys())
+
+	// Clearing the parent deletes its scopes too.
+	n, _ := m.Clear(ctx)
+	fmt.Println("removed", n)
+	// Output:
+	// topic of conv_1
+	// [memory:conv_1:topic memory:conv_2:topic]
+	// removed 2
+}
+
+// Tenants share one client, each in its own namespace: a Memory per tenant
+// costs no connection and no goroutine.
+func Example_multiTenant() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer client.Close()
+
+	tenant := func(prefix string) *memory.Memory {
+		m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix(prefix))
+		if err != nil {
+			log.Fatal(err)
+		}
+		return m
+	}
+	mem1, mem2 := tenant("myapp:tenant_1:"), tenant("myapp:tenant_2:")
+	mem1.Set(ctx, "data", "tenant 1 data")
+	mem2.Set(ctx, "data", "tenant 2 data")
+
+	data1, _ := memory.GetAs[string](ctx, mem1, "data")
+	data2, _ := memory.GetAs[string](ctx, mem2, "data")
+	fmt.Println(data1)
+	fmt.Println(data2)
+
+	// Deleting one tenant leaves the other untouched.
+	mem1.Clear(ctx)
+	names, _ := mem2.Keys(ctx)
+	fmt.Println(srv.Keys(), names)
+	// Output:
+	// tenant 1 data
+	// tenant 2 data
+	// [myapp:tenant_2:data] [data]
+}
