@@ -257,7 +257,11 @@ func (m *Memory) Clear(ctx context.Context) (int, error) {
 		removed += int(n)
 		return opError(ctx, "clear", m.prefix, err)
 	})
-	m.s.log.Info("memory: cleared", "prefix", m.prefix, "keys", removed, "err", err)
+	if err != nil {
+		m.s.log.Warn("memory: clear failed", "prefix", m.prefix, "removed", removed, "err", err)
+	} else {
+		m.s.log.Info("memory: cleared", "prefix", m.prefix, "removed", removed)
+	}
 	return removed, err
 }
 
