@@ -451,3 +451,59 @@ func TestSharedClient(t *testing.T) {
 		require.NoError(t, client.Ping(ctx).Err(), "Close leaves a shared client open")
 	})
 }
+
+// deadlineHook records, for each command sent, how far off its context's
+// deadline was.
+type deadlineHook struct{ budgets []time.Duration }
+
+func (h *deadlineHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *deadlineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		budget := time.Duration(-1)
+		if d, ok := ctx.Deadline(); ok {
+			budget = time.Until(d)
+		}
+		h.budgets = append(h.budgets, budget)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *deadlineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestOperationsCarryDeadline checks that every command, on a client of the
+// caller's, carries the Memory's timeout as its context deadline, or the
+// caller's when that is sooner.
+func TestOperationsCarryDeadline(t *testing.T) {
+	client := rawClient(t, miniredisAddr(t))
+	require.NoError(t, client.Ping(ctx).Err()) // the handshake's commands go through hooks too
+	hook := &deadlineHook{}
+	client.AddHook(hook)
+	m, err := memory.New(ctx, memory.WithClient(client), memory.WithTimeout(time.Minute))
+	require.NoError(t, err)
+
+	require.NoError(t, m.Set(ctx, "k", 1))
+	require.NoError(t, m.Get(ctx, "k", new(int)))
+	_, err = m.Has(ctx, "k")
+	require.NoError(t, err)
+	require.NoError(t, m.Expire(ctx, "k", time.Hour))
+	_, err = m.Keys(ctx)
+	require.NoError(t, err)
+	_, err = m.Clear(ctx)
+	require.NoError(t, err)
+	require.NoError(t, m.Delete(ctx, "k"))
+	require.Len(t, hook.budgets, 8, "SET GET EXISTS PEXPIRE SCAN SCAN UNLINK DEL")
+	for i, budget := range hook.budgets {
+		require.Greater(t, budget, 50*time.Second, "command %d", i)
+		require.LessOrEqual(t, budget, time.Minute, "command %d", i)
+	}
+
+	hook.budgets = nil
+	sooner, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	require.NoError(t, m.Set(sooner, "k", 1))
+	require.Len(t, hook.budgets, 1)
+	require.LessOrEqual(t, hook.budgets[0], time.Second, "the caller's sooner deadline wins")
+}
