@@ -22,6 +22,15 @@ func startRedis() *miniredis.Miniredis {
 	return srv
 }
 
+// open returns a Memory with prefix on srv, as ExampleNew shows in full.
+func open(srv *miniredis.Miniredis, prefix string) *memory.Memory {
+	m, err := memory.New(context.Background(), memory.WithURL("redis://"+srv.Addr()), memory.WithPrefix(prefix))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return m
+}
+
 func ExampleNew() {
 	srv := startRedis()
 	defer srv.Close()
@@ -37,10 +46,7 @@ func ExampleNew() {
 	}
 
 	// Another process, with the same prefix, reads what the first wrote.
-	other, err := memory.New(ctx, memory.WithURL("redis://"+srv.Addr()), memory.WithPrefix("myapp:"))
-	if err != nil {
-		log.Fatal(err)
-	}
+	other := open(srv, "myapp:")
 	defer other.Close()
 	answer, err := memory.GetAs[int](ctx, other, "answer")
 	if err != nil {
@@ -57,10 +63,7 @@ func ExampleMemory_Get() {
 	srv := startRedis()
 	defer srv.Close()
 	ctx := context.Background()
-	m, err := memory.New(ctx, memory.WithURL("redis://"+srv.Addr()), memory.WithPrefix("myapp:"))
-	if err != nil {
-		log.Fatal(err)
-	}
+	m := open(srv, "myapp:")
 	defer m.Close()
 
 	type Settings struct {
@@ -76,7 +79,7 @@ func ExampleMemory_Get() {
 	}
 	fmt.Printf("%+v\n", s)
 
-	err = m.Get(ctx, "missing", &s)
+	err := m.Get(ctx, "missing", &s)
 	fmt.Println(errors.Is(err, memory.ErrNotFound))
 	// Output:
 	// {Theme:dark Volume:0.75}
@@ -87,10 +90,7 @@ func ExampleMemory_Scope() {
 	srv := startRedis()
 	defer srv.Close()
 	ctx := context.Background()
-	m, err := memory.New(ctx, memory.WithURL("redis://"+srv.Addr()), memory.WithPrefix("memory:"))
-	if err != nil {
-		log.Fatal(err)
-	}
+	m := open(srv, "memory:")
 	defer m.Close()
 
 	// One scope per conversation, as Python's ConversationMemory.
