@@ -26,15 +26,15 @@ const (
 // huge value does not pin its memory in the pool.
 const maxPooledBuffer = 64 << 10
 
-// An encoding holds one envelope. Encodings are pooled: call free once the
+// An envelope holds one encoded value. Envelopes are pooled: call free once the
 // bytes have been handed to the server.
-type encoding struct {
+type envelope struct {
 	buf bytes.Buffer
 	enc *json.Encoder
 }
 
-var encodings = sync.Pool{New: func() any {
-	e := new(encoding)
+var envelopes = sync.Pool{New: func() any {
+	e := new(envelope)
 	e.enc = json.NewEncoder(&e.buf)
 	e.enc.SetEscapeHTML(false)
 	return e
@@ -42,8 +42,8 @@ var encodings = sync.Pool{New: func() any {
 
 // encode returns the envelope of value stamped with lastModified, or an
 // *EncodeError naming name.
-func encode(name string, value any, lastModified int64) (*encoding, error) {
-	e := encodings.Get().(*encoding)
+func encode(name string, value any, lastModified int64) (*envelope, error) {
+	e := envelopes.Get().(*envelope)
 	e.buf.Reset()
 	e.buf.WriteString(envelopeHead)
 	if err := e.enc.Encode(value); err != nil {
@@ -58,11 +58,11 @@ func encode(name string, value any, lastModified int64) (*encoding, error) {
 }
 
 // bytes returns the envelope; it is valid until free.
-func (e *encoding) bytes() []byte { return e.buf.Bytes() }
+func (e *envelope) bytes() []byte { return e.buf.Bytes() }
 
-func (e *encoding) free() {
+func (e *envelope) free() {
 	if e.buf.Cap() <= maxPooledBuffer {
-		encodings.Put(e)
+		envelopes.Put(e)
 	}
 }
 

@@ -151,3 +151,33 @@ func Example_multiTenant() {
 	// tenant 2 data
 	// [myapp:tenant_2:data] [data]
 }
+
+func ExampleMemory_Save() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	m := open(srv, "memory:")
+	defer m.Close()
+
+	type Session struct {
+		User    string   `memory:"user"`
+		Step    int      `memory:"step"`
+		History []string `memory:"history"`
+		Draft   string   `memory:"draft,omitempty"`
+		Cache   []byte   `memory:"-"`
+	}
+	conv, _ := m.Scope("conv_7")
+	if err := conv.Save(ctx, &Session{User: "ada", Step: 2, History: []string{"hi"}}); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(srv.Keys())
+
+	var s Session
+	if err := conv.Load(ctx, &s); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%+v\n", s)
+	// Output:
+	// [memory:conv_7:history memory:conv_7:step memory:conv_7:user]
+	// {User:ada Step:2 History:[hi] Draft: Cache:[]}
+}

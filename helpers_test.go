@@ -3,6 +3,7 @@ package memory_test
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -58,4 +59,63 @@ func serverKeys(t *testing.T, c *redis.Client) []string {
 func miniredisAddr(t *testing.T) string {
 	t.Helper()
 	return miniredis.RunT(t).Addr()
+}
+
+// roundTrips is a go-redis hook that counts round trips: each command sent
+// alone and each pipeline, with the names of the pipelines' commands.
+type roundTrips struct {
+	mu        sync.Mutex
+	count     int
+	pipelines [][]string
+}
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.mu.Lock()
+		h.count++
+		h.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		names := make([]string, len(cmds))
+		for i, cmd := range cmds {
+			names[i] = cmd.Name()
+		}
+		h.mu.Lock()
+		h.count++
+		h.pipelines = append(h.pipelines, names)
+		h.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+// reset forgets what was counted.
+func (h *roundTrips) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.count, h.pipelines = 0, nil
+}
+
+// countedMemory returns a Memory with prefix "test:" over a client on addr
+// that counts its round trips. The client's connections, of its main pool
+// and of its pipeline pool, are open before counting starts, so that
+// handshakes are not counted.
+func countedMemory(t *testing.T, addr string, opts ...memory.Option) (*memory.Memory, *roundTrips) {
+	t.Helper()
+	client := rawClient(t, addr)
+	require.NoError(t, client.Ping(ctx).Err())
+	_, err := client.Pipelined(ctx, func(p redis.Pipeliner) error { return p.Ping(ctx).Err() })
+	require.NoError(t, err)
+	_, err = client.TxPipelined(ctx, func(p redis.Pipeliner) error { return p.Ping(ctx).Err() })
+	require.NoError(t, err)
+	hook := &roundTrips{}
+	client.AddHook(hook)
+	m, err := memory.New(ctx, append([]memory.Option{memory.WithClient(client), memory.WithPrefix("test:")}, opts...)...)
+	require.NoError(t, err)
+	return m, hook
 }

@@ -1,0 +1,370 @@
+package memory
+
+import (
+	"context"
+	"encoding"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A BindError reports an argument of Load or Save that cannot be bound:
+// nil, not a pointer to a struct, or a struct with a field whose name breaks
+// the name rules or whose type JSON cannot carry. It is returned before any
+// I/O.
+type BindError struct {
+	Type  reflect.Type // the argument's type; nil for a nil argument
+	Field string       // the Go name of the field at fault, "" when the argument is
+	Err   error        // the cause, when a field is at fault
+}
+
+func (e *BindError) Error() string {
+	switch {
+	case e.Type == nil:
+		return "memory: cannot bind nil"
+	case e.Field != "":
+		return fmt.Sprintf("memory: cannot bind field %s of %v: %v", e.Field, e.Type, e.Err)
+	case e.Type.Kind() != reflect.Pointer:
+		return fmt.Sprintf("memory: cannot bind non-pointer %v: want a pointer to a struct", e.Type)
+	case e.Type.Elem().Kind() == reflect.Struct:
+		return fmt.Sprintf("memory: cannot bind nil %v", e.Type)
+	}
+	return fmt.Sprintf("memory: cannot bind %v: want a pointer to a struct", e.Type)
+}
+
+func (e *BindError) Unwrap() error { return e.Err }
+
+// A boundField is one field of a struct bound to one name.
+type boundField struct {
+	name      string // the name in the Memory
+	goName    string // the Go field name, dotted through embedded structs
+	index     []int  // for reflect.Value.FieldByIndex
+	omitEmpty bool
+}
+
+// A bindPlan is the fields of one struct type, in field order, or the error
+// that makes the type unbindable.
+type bindPlan struct {
+	fields []boundField
+	err    error
+}
+
+var bindPlans sync.Map // reflect.Type of a struct → *bindPlan
+
+// bind returns the struct that arg points to and the plan of its type, or a
+// *BindError.
+func bind(arg any) (reflect.Value, []boundField, error) {
+	v := reflect.ValueOf(arg)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return reflect.Value{}, nil, &BindError{Type: reflect.TypeOf(arg)}
+	}
+	v = v.Elem()
+	if p, ok := bindPlans.Load(v.Type()); ok {
+		p := p.(*bindPlan)
+		return v, p.fields, p.err
+	}
+	fields, err := planFields(v.Type())
+	p, _ := bindPlans.LoadOrStore(v.Type(), &bindPlan{fields, err})
+	return v, p.(*bindPlan).fields, p.(*bindPlan).err
+}
+
+// planFields lists the bound fields of struct type t the way encoding/json
+// lists the members of its objects: exported fields, named by their memory
+// tag or else their Go name, with the fields of embedded structs promoted. A
+// shallower field hides deeper ones of the same name; at one depth a single
+// tagged field wins, and otherwise the name is ambiguous and left out.
+func planFields(t reflect.Type) ([]boundField, error) {
+	type embedded struct {
+		typ    reflect.Type
+		index  []int
+		goName string
+	}
+	type candidate struct {
+		boundField
+		tagged bool
+	}
+	var fields []boundField
+	hidden := map[string]bool{} // names settled at a shallower depth
+	visited := map[reflect.Type]bool{}
+	for level := []embedded{{typ: t}}; len(level) > 0; {
+		var next []embedded
+		candidates := map[string][]candidate{}
+		for _, e := range level {
+			if visited[e.typ] {
+				continue
+			}
+			visited[e.typ] = true
+			for i := range e.typ.NumField() {
+				sf := e.typ.Field(i)
+				tag := sf.Tag.Get("memory")
+				if tag == "-" || !jsonVisible(sf) {
+					continue
+				}
+				name, opts := parseTag(tag)
+				index := append(slices.Clip(e.index), i)
+				goName := strings.TrimPrefix(e.goName+"."+sf.Name, ".")
+				if ft := derefType(sf.Type); sf.Anonymous && name == "" && ft.Kind() == reflect.Struct {
+					next = append(next, embedded{ft, index, goName})
+					continue
+				}
+				if !sf.IsExported() {
+					continue
+				}
+				c := candidate{boundField{name: name, goName: goName, index: index, omitEmpty: opts.Contains("omitempty")}, name != ""}
+				if !c.tagged {
+					c.name = sf.Name
+				}
+				if err := checkName(c.name); err != nil {
+					return nil, &BindError{Type: reflect.PointerTo(t), Field: goName, Err: err}
+				}
+				if err := checkJSONType(sf.Type); err != nil {
+					return nil, &BindError{Type: reflect.PointerTo(t), Field: goName, Err: err}
+				}
+				candidates[c.name] = append(candidates[c.name], c)
+			}
+		}
+		for name, cs := range candidates {
+			if hidden[name] {
+				continue
+			}
+			hidden[name] = true
+			if tagged := slices.DeleteFunc(slices.Clone(cs), func(c candidate) bool { return !c.tagged }); len(tagged) == 1 {
+				cs = tagged
+			}
+			if len(cs) == 1 {
+				fields = append(fields, cs[0].boundField)
+			}
+		}
+		level = next
+	}
+	slices.SortFunc(fields, func(a, b boundField) int { return slices.Compare(a.index, b.index) })
+	return fields, nil
+}
+
+// jsonVisible reports whether encoding/json can reach field sf: exported, or
+// an embedded struct (not a pointer to an unexported one) whose exported
+// fields it promotes.
+func jsonVisible(sf reflect.StructField) bool {
+	if sf.IsExported() {
+		return true
+	}
+	return sf.Anonymous && sf.Type.Kind() == reflect.Struct
+}
+
+func derefType(t reflect.Type) reflect.Type {
+	if t.Kind() == reflect.Pointer {
+		return t.Elem()
+	}
+	return t
+}
+
+// tagOptions is the comma-separated list of options after a tag's name.
+type tagOptions string
+
+// parseTag splits a memory tag into its name and options.
+func parseTag(tag string) (string, tagOptions) {
+	name, opts, _ := strings.Cut(tag, ",")
+	return name, tagOptions(opts)
+}
+
+// Contains reports whether o holds option.
+func (o tagOptions) Contains(option string) bool {
+	for s := string(o); s != ""; {
+		var opt string
+		opt, s, _ = strings.Cut(s, ",")
+		if opt == option {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	jsonMarshalerType = reflect.TypeFor[json.Marshaler]()
+	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+// checkJSONType returns a *json.UnsupportedTypeError when no value of type t
+// can be encoded as JSON: channels, funcs, complex numbers, unsafe pointers,
+// maps with keys JSON cannot name, or types holding any of these, unless a
+// type encodes itself as a json.Marshaler or encoding.TextMarshaler.
+func checkJSONType(t reflect.Type) error {
+	return checkJSONTypeSeen(t, map[reflect.Type]bool{})
+}
+
+func checkJSONTypeSeen(t reflect.Type, seen map[reflect.Type]bool) error {
+	if seen[t] {
+		return nil
+	}
+	seen[t] = true
+	for _, self := range []reflect.Type{t, reflect.PointerTo(t)} {
+		if self.Implements(jsonMarshalerType) || self.Implements(textMarshalerType) {
+			return nil
+		}
+	}
+	switch t.Kind() {
+	case reflect.Chan, reflect.Func, reflect.Complex64, reflect.Complex128, reflect.UnsafePointer:
+		return &json.UnsupportedTypeError{Type: t}
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return checkJSONTypeSeen(t.Elem(), seen)
+	case reflect.Map:
+		switch k := t.Key(); k.Kind() {
+		case reflect.String, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		default:
+			if !k.Implements(textMarshalerType) {
+				return &json.UnsupportedTypeError{Type: t}
+			}
+		}
+		return checkJSONTypeSeen(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			if sf.Tag.Get("json") == "-" || !jsonVisible(sf) {
+				continue
+			}
+			if err := checkJSONTypeSeen(sf.Type, seen); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Save writes every bound field of the struct src points to under the
+// field's name, in one round trip: on a single Redis node, one MULTI/EXEC
+// transaction, so that other clients see all the new values or none.
+//
+// Fields bind the way encoding/json names object members, with the tag key
+// memory: `memory:"name"` names a field, `memory:"-"` skips it, and the
+// option omitempty leaves a field with an empty value unwritten. Untagged
+// exported fields bind by their Go name, and the fields of embedded structs
+// are promoted. Each field's value is JSON, where json tags apply.
+//
+// src must be a non-nil pointer to a struct whose bound names follow the name
+// rules and whose field types JSON can carry; otherwise Save returns a
+// *BindError and sends nothing.
+func (m *Memory) Save(ctx context.Context, src any) error {
+	v, fields, err := bind(src)
+	if err != nil {
+		return err
+	}
+	if err := m.open("save"); err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
+	encoded := make([]*envelope, 0, len(fields))
+	defer func() {
+		for _, e := range encoded {
+			e.free()
+		}
+	}()
+	bctx := m.s.bound(ctx)
+	pipe := m.s.client.TxPipeline()
+	for _, f := range fields {
+		fv, err := v.FieldByIndexErr(f.index)
+		if err != nil || f.omitEmpty && isEmpty(fv) {
+			continue // behind a nil embedded pointer, or empty
+		}
+		// Through a pointer, as encoding/json sees the fields of an
+		// addressable struct: pointer-receiver MarshalJSON methods apply,
+		// and the value is not copied.
+		e, err := encode(f.name, fv.Addr().Interface(), now)
+		if err != nil {
+			err.(*EncodeError).Type = fv.Type()
+			return err
+		}
+		encoded = append(encoded, e)
+		pipe.Set(bctx, m.prefix+f.name, e.bytes(), m.s.ttl)
+	}
+	if len(encoded) == 0 {
+		return nil
+	}
+	_, err = pipe.Exec(bctx)
+	return opError(ctx, "save", m.prefix, err)
+}
+
+// isEmpty reports whether omitempty leaves v unwritten: a zero value, or an
+// empty slice or map.
+func isEmpty(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Slice, reflect.Map:
+		return v.Len() == 0
+	}
+	return v.IsZero()
+}
+
+// Load fills the bound fields of the struct dst points to from their names,
+// in one round trip. Fields whose names have no value keep theirs. A value
+// that cannot be decoded into its field gives a *DecodeError naming its key,
+// while the other fields are still filled; several are joined. Fields bind as
+// Save describes, and a bad dst gives a *BindError before any I/O.
+func (m *Memory) Load(ctx context.Context, dst any) error {
+	v, fields, err := bind(dst)
+	if err != nil {
+		return err
+	}
+	if err := m.open("load"); err != nil {
+		return err
+	}
+	if len(fields) == 0 {
+		return nil
+	}
+	bctx := m.s.bound(ctx)
+	pipe := m.s.client.Pipeline()
+	cmds := make([]*redis.StringCmd, len(fields))
+	for i, f := range fields {
+		cmds[i] = pipe.Get(bctx, m.prefix+f.name)
+	}
+	// Exec reports the first failed command, a miss included: only an
+	// error that is no reply of the server's fails them all.
+	if _, err := pipe.Exec(bctx); err != nil && !isReply(err) {
+		return opError(ctx, "load", m.prefix, err)
+	}
+	var errs []error
+	for i, cmd := range cmds {
+		key := m.prefix + fields[i].name
+		data, err := cmd.Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+			continue
+		case redis.HasErrorPrefix(err, "WRONGTYPE"):
+			errs = append(errs, &DecodeError{Key: key, Err: err})
+			continue
+		case err != nil:
+			return opError(ctx, "load", key, err)
+		}
+		if _, err := decode(data, fieldAddr(v, fields[i].index)); err != nil {
+			errs = append(errs, &DecodeError{Key: key, Err: err})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isReply reports whether err is a reply of the server's, redis.Nil included.
+func isReply(err error) bool {
+	var reply redis.Error
+	return errors.As(err, &reply)
+}
+
+// fieldAddr returns a pointer to the field of struct v at index, allocating
+// the nil embedded structs on the way.
+func fieldAddr(v reflect.Value, index []int) any {
+	for i, x := range index {
+		if i > 0 && v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				v.Set(reflect.New(v.Type().Elem()))
+			}
+			v = v.Elem()
+		}
+		v = v.Field(x)
+	}
+	return v.Addr().Interface()
+}

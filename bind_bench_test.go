@@ -1,0 +1,169 @@
+package memory_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// wide is a 20-field struct, for the binding benchmarks.
+type wide struct {
+	F01, F02, F03, F04, F05 string
+	F06, F07, F08, F09, F10 int
+	F11, F12, F13           float64
+	F14, F15                bool
+	F16                     []string
+	F17                     map[string]int
+	F18                     time.Time
+	F19                     settings
+	F20                     *int
+}
+
+func wideValue() *wide {
+	n := 7
+	return &wide{
+		"alpha", "beta", "gamma", "delta", "epsilon",
+		1, 2, 3, 4, 5,
+		1.5, 2.5, 3.5,
+		true, false,
+		[]string{"a", "b"},
+		map[string]int{"x": 1},
+		time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC),
+		settings{"dark", 0.75},
+		&n,
+	}
+}
+
+// wideFields returns the names and values of w's fields, as hand-written
+// code would list them.
+func wideFields(w *wide) ([]string, []any) {
+	v := reflect.ValueOf(w).Elem()
+	names, values := make([]string, v.NumField()), make([]any, v.NumField())
+	for i := range v.NumField() {
+		names[i], values[i] = "memory:"+v.Type().Field(i).Name, v.Field(i).Interface()
+	}
+	return names, values
+}
+
+type anyEnvelope struct {
+	Value        any   `json:"value"`
+	LastModified int64 `json:"last_modified"`
+}
+
+func BenchmarkSave(b *testing.B) {
+	m, client := benchSetup(b)
+	src := wideValue()
+	keys, values := wideFields(src)
+	envelopes := make([][]byte, len(values))
+	for i, v := range values {
+		envelopes[i], _ = json.Marshal(anyEnvelope{v, time.Now().UnixNano()})
+	}
+	b.Run("impl=memory", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := m.Save(ctx, src); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=sequential-set", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for i, v := range values {
+				if err := m.Set(ctx, keys[i][len("memory:"):], v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("impl=raw", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, err := client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				for i, key := range keys {
+					p.Set(ctx, key, envelopes[i], 0)
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=raw+json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			now := time.Now().UnixNano()
+			_, err := client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				for i, key := range keys {
+					data, err := json.Marshal(anyEnvelope{values[i], now})
+					if err != nil {
+						return err
+					}
+					p.Set(ctx, key, data, 0)
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkLoad(b *testing.B) {
+	m, client := benchSetup(b)
+	if err := m.Save(ctx, wideValue()); err != nil {
+		b.Fatal(err)
+	}
+	keys, _ := wideFields(wideValue())
+	b.Run("impl=memory", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var dst wide
+			if err := m.Load(ctx, &dst); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=sequential-get", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var dst wide
+			v := reflect.ValueOf(&dst).Elem()
+			for i, key := range keys {
+				if err := m.Get(ctx, key[len("memory:"):], v.Field(i).Addr().Interface()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("impl=raw", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := client.MGet(ctx, keys...).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=raw+json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			values, err := client.MGet(ctx, keys...).Result()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var dst wide
+			v := reflect.ValueOf(&dst).Elem()
+			for i, value := range values {
+				env := anyEnvelope{Value: v.Field(i).Addr().Interface()}
+				if err := json.Unmarshal([]byte(value.(string)), &env); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
