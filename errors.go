@@ -21,6 +21,9 @@ var (
 	ErrInvalidPrefix = errors.New("memory: invalid prefix")
 	// ErrUnavailable is returned when the Redis server cannot be reached.
 	ErrUnavailable = errors.New("memory: server unavailable")
+	// ErrConflict is returned by Update, and the mutations of lists and maps,
+	// when other writers kept changing the value through every attempt.
+	ErrConflict = errors.New("memory: update conflict")
 	// ErrClosed is returned by operations on a Memory after Close.
 	ErrClosed = errors.New("memory: closed")
 )

@@ -181,3 +181,65 @@ func ExampleMemory_Save() {
 	// [memory:conv_7:history memory:conv_7:step memory:conv_7:user]
 	// {User:ada Step:2 History:[hi] Draft: Cache:[]}
 }
+
+func ExampleUpdate() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	m := open(srv, "memory:")
+	defer m.Close()
+
+	type User struct {
+		Name string `json:"name"`
+		Age  int    `json:"age"`
+	}
+	m.Set(ctx, "user", User{Name: "ada", Age: 30})
+
+	// A nested change, atomic across processes: no concurrent writer's
+	// change is lost. fn may run again on a conflict, so it only changes v.
+	err := memory.Update(ctx, m, "user", func(u *User) error {
+		u.Age = 31
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	u, _ := memory.GetAs[User](ctx, m, "user")
+	fmt.Printf("%+v\n", u)
+	// Output:
+	// {Name:ada Age:31}
+}
+
+func ExampleListOf() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	m := open(srv, "memory:")
+	defer m.Close()
+
+	items := memory.ListOf[int](m, "items") // mem.items in Python
+	items.Append(ctx, 1, 2, 3)
+	items.Append(ctx, 4) // atomic: concurrent appends from many processes all land
+	last, _ := items.Pop(ctx)
+	all, _ := items.All(ctx)
+	fmt.Println(last, all)
+	// Output:
+	// 4 [1 2 3]
+}
+
+func ExampleMapOf() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	m := open(srv, "memory:")
+	defer m.Close()
+
+	config := memory.MapOf[string](m, "config") // mem.config in Python
+	config.Set(ctx, "lang", "en")
+	config.Update(ctx, map[string]string{"theme": "dark"})
+	lang, _ := config.Get(ctx, "lang")
+	all, _ := config.All(ctx)
+	fmt.Println(lang, all)
+	// Output:
+	// en map[lang:en theme:dark]
+}

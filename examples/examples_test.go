@@ -21,6 +21,13 @@ var examples = map[string][]string{ // name: lines its output must hold
 	"quickstart":  {"answer: 42", "answer from another instance: 42", "settings: {Theme:dark Volume:0.75}"},
 	"multitenant": {"tenant 1 data", "tenant 2 data", "development:config = map[env:development]", "names of myapp:tenant_1:: [data]", "tenant 10 still has: tenant 10 data"},
 	"dotenv":      {`myapp:dev:value = "test"`, `REDIS_PREFIX in the process environment: ""`},
+	"agent": {
+		"  messages in history: 100 (want 100)",
+		"  turns counted:       100 (want 100)",
+		"  worker-0: 25 messages in history, progress 25",
+		"  worker-3: 25 messages in history, progress 25",
+		"nothing was lost",
+	},
 	"structbind": {
 		"saved under memory:conv_7:: [history prefs started_at step user]",
 		"loaded: user=ada step=2 prefs=map[units:metric] started=2026-11-28T09:30:00Z",

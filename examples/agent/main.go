@@ -1,0 +1,93 @@
+// Agent: a conversation memory shared by several workers. Each conversation
+// has its own scope; workers, each with its own connection as separate pods
+// would have, append messages and count turns at the same time, and nothing
+// is lost.
+//
+//	go run ./examples/agent
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"sync"
+
+	"github.com/redis-memory/memory"
+	"github.com/redis-memory/memory/examples/internal/demo"
+)
+
+// Message is one entry of a conversation's history.
+type Message struct {
+	Worker string `json:"worker"`
+	Seq    int    `json:"seq"`
+	Text   string `json:"text"`
+}
+
+const (
+	workers           = 4
+	messagesPerWorker = 25
+)
+
+func main() {
+	defer demo.Redis()()
+	ctx := context.Background()
+
+	var wg sync.WaitGroup
+	for w := range workers {
+		// Each worker connects on its own, like a separate pod.
+		mem, err := memory.New(ctx)
+		check(err)
+		defer mem.Close()
+		wg.Go(func() { work(ctx, mem, fmt.Sprintf("worker-%d", w)) })
+	}
+	wg.Wait()
+
+	mem, err := memory.New(ctx)
+	check(err)
+	defer mem.Close()
+	conv, err := mem.Scope("conv_42")
+	check(err)
+	history, err := memory.ListOf[Message](conv, "history").All(ctx)
+	check(err)
+	progress, err := memory.MapOf[int](conv, "progress").All(ctx)
+	check(err)
+	turns, err := memory.GetAs[int](ctx, conv, "turns")
+	check(err)
+
+	fmt.Printf("conversation %s\n", conv.Prefix())
+	fmt.Printf("  messages in history: %d (want %d)\n", len(history), workers*messagesPerWorker)
+	fmt.Printf("  turns counted:       %d (want %d)\n", turns, workers*messagesPerWorker)
+	written := map[string]int{}
+	for _, m := range history {
+		written[m.Worker]++
+	}
+	for w := range workers {
+		name := fmt.Sprintf("worker-%d", w)
+		fmt.Printf("  %s: %d messages in history, progress %d\n", name, written[name], progress[name])
+	}
+	if len(history) == workers*messagesPerWorker && turns == len(history) {
+		fmt.Println("nothing was lost")
+	}
+	_, err = conv.Clear(ctx)
+	check(err)
+}
+
+// work appends messages to the shared conversation, records its progress in
+// a map and counts turns, each change atomic across all workers.
+func work(ctx context.Context, mem *memory.Memory, worker string) {
+	conv, err := mem.Scope("conv_42")
+	check(err)
+	history := memory.ListOf[Message](conv, "history")
+	progress := memory.MapOf[int](conv, "progress")
+	for seq := range messagesPerWorker {
+		check(history.Append(ctx, Message{Worker: worker, Seq: seq, Text: fmt.Sprintf("note %d from %s", seq, worker)}))
+		check(progress.Set(ctx, worker, seq+1))
+		check(memory.Update(ctx, conv, "turns", func(n *int) error { *n++; return nil }))
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
