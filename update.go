@@ -13,9 +13,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The retry policy of Update: a conflict is retried after a random pause
-// ("full jitter") of up to updateBackoffMin, a bound that doubles on each
-// conflict up to updateBackoffMax, for at most updateAttempts attempts.
+// The retry policy of Update: a first conflict is retried at once; later
+// ones after a random pause ("full jitter") of up to updateBackoffMin, a
+// bound that doubles on each conflict up to updateBackoffMax; at most
+// updateAttempts attempts in all.
 const (
 	updateAttempts   = 64
 	updateBackoffMin = 200 * time.Microsecond
@@ -24,19 +25,20 @@ const (
 
 // casScript writes ARGV[2] to KEYS[1] if the key still holds what was read:
 // a string whose SHA-1 is ARGV[1], or nothing when ARGV[1] is empty. ARGV[3]
-// is the TTL in milliseconds, 0 to keep the key's own. It returns 1 when it
-// wrote, 0 on a conflict.
+// is the TTL in milliseconds, 0 to keep the key's own. It returns {1} when it
+// wrote, and {0, the current string} on a conflict, so that a retry needs no
+// read of its own.
 var casScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if (cur and redis.sha1hex(cur) or '') ~= ARGV[1] then
-	return 0
+	return {0, cur}
 end
 if ARGV[3] == '0' then
 	redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 else
 	redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
-return 1
+return {1}
 `)
 
 // errUnchanged, returned by the fn of update, ends it without a write.
@@ -49,8 +51,10 @@ var errUnchanged = errors.New("memory: unchanged")
 //
 // Update reads the value, applies fn and writes the result only if no other
 // writer changed the value meanwhile (a compare-and-set, two round trips when
-// uncontended). On a conflict it starts again, after a short random pause
-// that grows with each conflict, and gives up with an error wrapping
+// uncontended). On a first conflict it retries at once from the value the
+// compare-and-set found, in one round trip; on later ones it pauses for a
+// short random time that grows with each conflict, reads again and retries,
+// and gives up with an error wrapping
 // ErrConflict after 64 attempts or when ctx ends.
 //
 // fn may therefore run more than once, each time on a fresh value: it must
@@ -67,12 +71,12 @@ func update[T any](ctx context.Context, m *Memory, op, name string, fn func(v *T
 	if err != nil {
 		return err
 	}
+	stored, err := m.read(ctx, op, key)
+	if err != nil {
+		return err
+	}
 	backoff := updateBackoffMin
 	for attempt := 1; ; attempt++ {
-		stored, digest, err := m.read(ctx, op, key)
-		if err != nil {
-			return err
-		}
 		var v T
 		if stored != nil {
 			if _, err := decode(stored, &v); err != nil {
@@ -85,13 +89,19 @@ func update[T any](ctx context.Context, m *Memory, op, name string, fn func(v *T
 		case err != nil:
 			return fmt.Errorf("memory: %s %q: %w", op, key, err)
 		}
-		wrote, err := m.compareAndSet(ctx, op, key, name, digest, &v)
+		wrote, current, err := m.compareAndSet(ctx, op, key, name, stored, &v)
 		switch {
 		case err != nil || wrote:
 			return err
 		case attempt == updateAttempts:
 			return fmt.Errorf("%w: %s %q: %d attempts", ErrConflict, op, key, attempt)
 		}
+		if attempt == 1 {
+			stored = current // fresh: retry at once
+			continue
+		}
+		// Contended: pause, then read again, as the value found before
+		// the pause is likely stale after it.
 		pause := time.NewTimer(rand.N(backoff))
 		backoff = min(2*backoff, updateBackoffMax)
 		select {
@@ -100,37 +110,50 @@ func update[T any](ctx context.Context, m *Memory, op, name string, fn func(v *T
 			return fmt.Errorf("%w: %s %q: %w", ErrConflict, op, key, ctx.Err())
 		case <-pause.C:
 		}
+		if stored, err = m.read(ctx, op, key); err != nil {
+			return err
+		}
 	}
 }
 
-// read returns the string stored at key, nil when there is none, with the
-// digest compareAndSet checks it by.
-func (m *Memory) read(ctx context.Context, op, key string) (stored []byte, digest string, err error) {
-	stored, err = m.s.client.Get(m.s.bound(ctx), key).Bytes()
+// read returns the string stored at key, nil when there is none.
+func (m *Memory) read(ctx context.Context, op, key string) ([]byte, error) {
+	stored, err := m.s.client.Get(m.s.bound(ctx), key).Bytes()
 	switch {
 	case err == nil:
-		sum := sha1.Sum(stored)
-		return stored, hex.EncodeToString(sum[:]), nil
+		return stored, nil
 	case errors.Is(err, redis.Nil):
-		return nil, "", nil
+		return nil, nil
 	case redis.HasErrorPrefix(err, "WRONGTYPE"):
-		return nil, "", &DecodeError{Key: key, Err: err}
+		return nil, &DecodeError{Key: key, Err: err}
 	}
-	return nil, "", opError(ctx, op, key, err)
+	return nil, opError(ctx, op, key, err)
 }
 
 // compareAndSet writes value under key, the key of name, if key still holds
-// the string of digest, as read, and reports whether it wrote.
-func (m *Memory) compareAndSet(ctx context.Context, op, key, name, digest string, value any) (bool, error) {
+// stored (nil for nothing). It reports whether it wrote, and if not, what key
+// holds now.
+func (m *Memory) compareAndSet(ctx context.Context, op, key, name string, stored []byte, value any) (wrote bool, current []byte, err error) {
 	e, err := encode(name, value, time.Now().UnixNano())
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	defer e.free()
-	ttl := strconv.FormatInt(m.s.ttl.Milliseconds(), 10)
-	wrote, err := casScript.Run(m.s.bound(ctx), m.s.client, []string{key}, digest, e.bytes(), ttl).Int()
-	if err != nil {
-		return false, opError(ctx, op, key, err)
+	digest := ""
+	if stored != nil {
+		sum := sha1.Sum(stored)
+		digest = hex.EncodeToString(sum[:])
 	}
-	return wrote == 1, nil
+	ttl := strconv.FormatInt(m.s.ttl.Milliseconds(), 10)
+	reply, err := casScript.Run(m.s.bound(ctx), m.s.client, []string{key}, digest, e.bytes(), ttl).Slice()
+	if err != nil {
+		return false, nil, opError(ctx, op, key, err)
+	}
+	if reply[0] == int64(1) {
+		return true, nil, nil
+	}
+	if s, ok := reply[1].(string); ok {
+		current = []byte(s)
+	}
+	return false, current, nil
 }

@@ -140,6 +140,19 @@ func TestUpdateRoundTrips(t *testing.T) {
 		hook.reset()
 		require.NoError(t, memory.Update(ctx, m, "n", incr))
 		require.Equal(t, 2, hook.count, "an uncontended Update is a GET and an EVALSHA")
+
+		other := newMemory(t, addr)
+		hook.reset()
+		calls := 0
+		require.NoError(t, memory.Update(ctx, m, "n", func(n *int) error {
+			if calls++; calls == 1 {
+				return other.Set(ctx, "n", 100) // a conflict, once
+			}
+			*n++
+			return nil
+		}))
+		require.Equal(t, 3, hook.count, "a retry needs no read: the compare-and-set returned the value it found")
+		requireValue(t, m, "n", 101)
 	})
 }
 
