@@ -250,7 +250,9 @@ func checkJSONTypeSeen(t reflect.Type, seen map[reflect.Type]bool) error {
 //
 // src must be a non-nil pointer to a struct whose bound names follow the name
 // rules and whose field types JSON can carry; otherwise Save returns a
-// *BindError and sends nothing.
+// *BindError and sends nothing. While the server cannot be reached, the
+// fields are queued as Set queues a value, all of them or, when the queue is
+// full, none.
 func (m *Memory) Save(ctx context.Context, src any) error {
 	v, fields, err := bind(src)
 	if err != nil {
@@ -260,14 +262,7 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 		return err
 	}
 	now := time.Now().UnixNano()
-	encoded := make([]*envelope, 0, len(fields))
-	defer func() {
-		for _, e := range encoded {
-			e.free()
-		}
-	}()
-	bctx := m.s.bound(ctx)
-	pipe := m.s.client.TxPipeline()
+	entries := make([]*entry, 0, len(fields))
 	for _, f := range fields {
 		fv, err := v.FieldByIndexErr(f.index)
 		if err != nil || f.omitEmpty && isEmpty(fv) {
@@ -276,19 +271,38 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 		// Through a pointer, as encoding/json sees the fields of an
 		// addressable struct: pointer-receiver MarshalJSON methods apply,
 		// and the value is not copied.
-		e, err := encode(f.name, fv.Addr().Interface(), now)
+		stored, err := encode(f.name, fv.Addr().Interface(), now)
 		if err != nil {
 			err.(*EncodeError).Type = fv.Type()
 			return err
 		}
-		encoded = append(encoded, e)
-		pipe.Set(bctx, m.prefix+f.name, e.bytes(), m.s.ttl)
+		entries = append(entries, &entry{
+			key: m.prefix + f.name, name: f.name, owner: m.s,
+			base: baseValue, value: stored, stamp: now,
+			local: &known{stored, m.s.expiry()},
+		})
 	}
-	if len(encoded) == 0 {
+	if len(entries) == 0 {
 		return nil
 	}
-	_, err = pipe.Exec(bctx)
-	return opError(ctx, "save", m.prefix, err)
+	if !m.queueing() {
+		bctx := m.s.bound(ctx)
+		pipe := m.s.client.TxPipeline()
+		for _, e := range entries {
+			pipe.Set(bctx, e.key, e.value, m.s.ttl)
+		}
+		_, err := pipe.Exec(bctx)
+		if err == nil {
+			for _, e := range entries {
+				m.s.link.remember(e.key, e.value, e.local.expires)
+			}
+			return nil
+		}
+		if !m.lostWith(ctx, err) {
+			return opError(ctx, "save", m.prefix, err)
+		}
+	}
+	return m.s.link.enqueue(m.s, entries...)
 }
 
 // isEmpty reports whether omitempty leaves v unwritten: a zero value, or an
@@ -306,6 +320,10 @@ func isEmpty(v reflect.Value) bool {
 // that cannot be decoded into its field gives a *DecodeError naming its key,
 // while the other fields are still filled; several are joined. Fields bind as
 // Save describes, and a bad dst gives a *BindError before any I/O.
+//
+// While the server cannot be reached, Load fills the fields from what this
+// process knows, and returns an error wrapping ErrUnavailable if it does not
+// know them all.
 func (m *Memory) Load(ctx context.Context, dst any) error {
 	v, fields, err := bind(dst)
 	if err != nil {
@@ -317,31 +335,66 @@ func (m *Memory) Load(ctx context.Context, dst any) error {
 	if len(fields) == 0 {
 		return nil
 	}
-	bctx := m.s.bound(ctx)
-	pipe := m.s.client.Pipeline()
-	cmds := make([]*redis.StringCmd, len(fields))
-	for i, f := range fields {
-		cmds[i] = pipe.Get(bctx, m.prefix+f.name)
+	var cause error
+	if !m.queueing() {
+		bctx := m.s.bound(ctx)
+		pipe := m.s.client.Pipeline()
+		cmds := make([]*redis.StringCmd, len(fields))
+		for i, f := range fields {
+			cmds[i] = pipe.Get(bctx, m.prefix+f.name)
+		}
+		// Exec reports the first failed command, a miss included: only an
+		// error that is no reply of the server's fails them all.
+		_, err := pipe.Exec(bctx)
+		if err == nil || isReply(err) {
+			return m.fill(v, fields, func(i int, key string) ([]byte, error) {
+				data, err := cmds[i].Bytes()
+				switch {
+				case errors.Is(err, redis.Nil):
+					m.s.link.rememberRead(key, nil)
+					return nil, nil
+				case err == nil:
+					m.s.link.rememberRead(key, data)
+				}
+				return data, err
+			})
+		}
+		if !offline(ctx, err) {
+			return opError(ctx, "load", m.prefix, err)
+		}
+		cause = err
 	}
-	// Exec reports the first failed command, a miss included: only an
-	// error that is no reply of the server's fails them all.
-	if _, err := pipe.Exec(bctx); err != nil && !isReply(err) {
-		return opError(ctx, "load", m.prefix, err)
+	unknown := 0
+	err = m.fill(v, fields, func(_ int, key string) ([]byte, error) {
+		k, ok := m.s.link.recall(key)
+		if !ok {
+			unknown++
+		}
+		return k.stored, nil
+	})
+	if unknown > 0 {
+		err = errors.Join(err, fmt.Errorf("%d of %d fields: %w", unknown, len(fields), errOffline("load", m.prefix, cause)))
 	}
+	return err
+}
+
+// fill decodes into the fields of struct v the strings value returns for
+// them (nil: none, the field left as it is), and joins the errors.
+func (m *Memory) fill(v reflect.Value, fields []boundField, value func(i int, key string) ([]byte, error)) error {
 	var errs []error
-	for i, cmd := range cmds {
-		key := m.prefix + fields[i].name
-		data, err := cmd.Bytes()
+	for i, f := range fields {
+		key := m.prefix + f.name
+		data, err := value(i, key)
 		switch {
-		case errors.Is(err, redis.Nil):
-			continue
 		case redis.HasErrorPrefix(err, "WRONGTYPE"):
 			errs = append(errs, &DecodeError{Key: key, Err: err})
 			continue
 		case err != nil:
-			return opError(ctx, "load", key, err)
+			return opError(context.Background(), "load", key, err)
+		case data == nil:
+			continue
 		}
-		if _, err := decode(data, fieldAddr(v, fields[i].index)); err != nil {
+		if _, err := decode(data, fieldAddr(v, f.index)); err != nil {
 			errs = append(errs, &DecodeError{Key: key, Err: err})
 		}
 	}

@@ -377,7 +377,9 @@ func TestSaveDefaultTTLAndClosed(t *testing.T) {
 }
 
 func TestSaveLoadUnavailable(t *testing.T) {
-	m, err := memory.New(ctx, memory.WithURL("redis://"+closedPort(t)), memory.WithTimeout(200*time.Millisecond))
+	client := redis.NewClient(&redis.Options{Addr: closedPort(t), DialerRetries: 1})
+	defer client.Close()
+	m, err := memory.New(ctx, memory.WithClient(client), memory.WithOfflineQueue(false))
 	require.NoError(t, err)
 	defer m.Close()
 	type state struct{ A int }

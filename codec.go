@@ -26,15 +26,14 @@ const (
 // huge value does not pin its memory in the pool.
 const maxPooledBuffer = 64 << 10
 
-// An envelope holds one encoded value. Envelopes are pooled: call free once the
-// bytes have been handed to the server.
-type envelope struct {
+// An encoder writes envelopes into a reusable buffer.
+type encoder struct {
 	buf bytes.Buffer
 	enc *json.Encoder
 }
 
-var envelopes = sync.Pool{New: func() any {
-	e := new(envelope)
+var encoders = sync.Pool{New: func() any {
+	e := new(encoder)
 	e.enc = json.NewEncoder(&e.buf)
 	e.enc.SetEscapeHTML(false)
 	return e
@@ -42,28 +41,33 @@ var envelopes = sync.Pool{New: func() any {
 
 // encode returns the envelope of value stamped with lastModified, or an
 // *EncodeError naming name.
-func encode(name string, value any, lastModified int64) (*envelope, error) {
-	e := envelopes.Get().(*envelope)
+func encode(name string, value any, lastModified int64) ([]byte, error) {
+	e := encoders.Get().(*encoder)
+	defer func() {
+		if e.buf.Cap() <= maxPooledBuffer {
+			encoders.Put(e)
+		}
+	}()
 	e.buf.Reset()
 	e.buf.WriteString(envelopeHead)
 	if err := e.enc.Encode(value); err != nil {
-		e.free()
 		return nil, &EncodeError{Name: name, Type: reflect.TypeOf(value), Err: err}
 	}
 	e.buf.Truncate(e.buf.Len() - 1) // the newline Encode appends
 	e.buf.WriteString(envelopeMid)
 	e.buf.Write(strconv.AppendInt(e.buf.AvailableBuffer(), lastModified, 10))
 	e.buf.WriteString(envelopeTail)
-	return e, nil
+	return bytes.Clone(e.buf.Bytes()), nil
 }
 
-// bytes returns the envelope; it is valid until free.
-func (e *envelope) bytes() []byte { return e.buf.Bytes() }
-
-func (e *envelope) free() {
-	if e.buf.Cap() <= maxPooledBuffer {
-		envelopes.Put(e)
+// stamp returns the last_modified of a stored string, 0 for a bare value or
+// a string that is not JSON.
+func stamp(stored []byte) int64 {
+	if _, ts, ok := splitEnvelope(stored); ok {
+		return ts
 	}
+	_, ts, _ := parseEnvelope(stored)
+	return ts
 }
 
 // decode stores in dst the value held by data, a stored string, and returns

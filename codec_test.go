@@ -20,10 +20,9 @@ func TestEncode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := encode(tt.name, tt.value, 7)
+			got, err := encode(tt.name, tt.value, 7)
 			require.NoError(t, err)
-			require.Equal(t, tt.want, string(e.bytes()))
-			e.free()
+			require.Equal(t, tt.want, string(got))
 		})
 	}
 }

@@ -27,7 +27,7 @@ func ListOf[T any](m *Memory, name string) *List[T] {
 
 // Append adds vs at the end of the list.
 func (l *List[T]) Append(ctx context.Context, vs ...T) error {
-	return update(ctx, l.m, "list append", l.name, func(list *[]T) error {
+	return mutate(ctx, l.m, "list append", l.name, func(list *[]T) error {
 		*list = append(*list, vs...)
 		return nil
 	})
@@ -36,7 +36,7 @@ func (l *List[T]) Append(ctx context.Context, vs ...T) error {
 // Insert inserts v before the element at index i; i equal to the length
 // appends. An index out of [0, length] is an error, and nothing is written.
 func (l *List[T]) Insert(ctx context.Context, i int, v T) error {
-	return update(ctx, l.m, "list insert", l.name, func(list *[]T) error {
+	return mutate(ctx, l.m, "list insert", l.name, func(list *[]T) error {
 		if i < 0 || i > len(*list) {
 			return indexError(i, len(*list))
 		}
@@ -47,7 +47,7 @@ func (l *List[T]) Insert(ctx context.Context, i int, v T) error {
 
 // Set replaces the element at index i with v.
 func (l *List[T]) Set(ctx context.Context, i int, v T) error {
-	return update(ctx, l.m, "list set", l.name, func(list *[]T) error {
+	return mutate(ctx, l.m, "list set", l.name, func(list *[]T) error {
 		if i < 0 || i >= len(*list) {
 			return indexError(i, len(*list))
 		}
@@ -56,33 +56,35 @@ func (l *List[T]) Set(ctx context.Context, i int, v T) error {
 	})
 }
 
-// Remove removes the element at index i and returns it.
+// Remove removes the element at index i and returns it. While the server
+// cannot be reached, it needs a list this process knows, and otherwise
+// returns an error wrapping ErrUnavailable.
 func (l *List[T]) Remove(ctx context.Context, i int) (T, error) {
-	var removed T
-	err := update(ctx, l.m, "list remove", l.name, func(list *[]T) error {
+	return update(ctx, l.m, "list remove", l.name, true, func(list *[]T) (T, error) {
+		var removed T
 		if i < 0 || i >= len(*list) {
-			return indexError(i, len(*list))
+			return removed, indexError(i, len(*list))
 		}
 		removed = (*list)[i]
 		*list = slices.Delete(*list, i, i+1)
-		return nil
+		return removed, nil
 	})
-	return removed, err
 }
 
 // Pop removes the last element and returns it. Popping an empty list returns
-// an error wrapping ErrNotFound.
+// an error wrapping ErrNotFound. While the server cannot be reached, it needs
+// a list this process knows, and otherwise returns an error wrapping
+// ErrUnavailable.
 func (l *List[T]) Pop(ctx context.Context) (T, error) {
-	var popped T
-	err := update(ctx, l.m, "list pop", l.name, func(list *[]T) error {
+	return update(ctx, l.m, "list pop", l.name, true, func(list *[]T) (T, error) {
+		var popped T
 		if len(*list) == 0 {
-			return fmt.Errorf("%w: the list is empty", ErrNotFound)
+			return popped, fmt.Errorf("%w: the list is empty", ErrNotFound)
 		}
 		popped = (*list)[len(*list)-1]
 		*list = (*list)[:len(*list)-1]
-		return nil
+		return popped, nil
 	})
-	return popped, err
 }
 
 // Len returns the length of the list.
@@ -130,7 +132,7 @@ func MapOf[V any](m *Memory, name string) *Map[V] {
 
 // Set sets the value of key k to v.
 func (mp *Map[V]) Set(ctx context.Context, k string, v V) error {
-	return update(ctx, mp.m, "map set", mp.name, func(m *map[string]V) error {
+	return mutate(ctx, mp.m, "map set", mp.name, func(m *map[string]V) error {
 		if *m == nil {
 			*m = map[string]V{}
 		}
@@ -157,7 +159,7 @@ func (mp *Map[V]) Get(ctx context.Context, k string) (V, error) {
 // Delete removes key k. Deleting an absent key writes nothing and is not an
 // error.
 func (mp *Map[V]) Delete(ctx context.Context, k string) error {
-	return update(ctx, mp.m, "map delete", mp.name, func(m *map[string]V) error {
+	return mutate(ctx, mp.m, "map delete", mp.name, func(m *map[string]V) error {
 		if _, ok := (*m)[k]; !ok {
 			return errUnchanged
 		}
@@ -169,7 +171,7 @@ func (mp *Map[V]) Delete(ctx context.Context, k string) error {
 // Update sets every key of kv to its value, in one atomic change, as
 // Python's dict.update does.
 func (mp *Map[V]) Update(ctx context.Context, kv map[string]V) error {
-	return update(ctx, mp.m, "map update", mp.name, func(m *map[string]V) error {
+	return mutate(ctx, mp.m, "map update", mp.name, func(m *map[string]V) error {
 		if *m == nil {
 			*m = make(map[string]V, len(kv))
 		}

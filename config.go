@@ -25,15 +25,17 @@ const DefaultTimeout = 500 * time.Millisecond
 type Option func(*config)
 
 type config struct {
-	client    redis.UniversalClient
-	url       string
-	prefix    string
-	hasPrefix bool
-	envFile   string
-	logger    *slog.Logger
-	timeout   time.Duration
-	ttl       time.Duration
-	options   *redis.Options // of the client New creates, when no WithClient
+	client     redis.UniversalClient
+	url        string
+	prefix     string
+	hasPrefix  bool
+	envFile    string
+	logger     *slog.Logger
+	timeout    time.Duration
+	ttl        time.Duration
+	queue      bool
+	maxPending int
+	options    *redis.Options // of the client New creates, when no WithClient
 }
 
 // WithClient makes the Memory use client, which stays the caller's: Close
@@ -82,9 +84,24 @@ func WithDefaultTTL(ttl time.Duration) Option {
 	return func(c *config) { c.ttl = ttl }
 }
 
+// WithOfflineQueue turns the offline queue on (the default) or off. While
+// the server cannot be reached, writes are queued and flushed when it
+// returns; with the queue off they fail with an error wrapping
+// ErrUnavailable.
+func WithOfflineQueue(on bool) Option {
+	return func(c *config) { c.queue = on }
+}
+
+// WithMaxPending bounds how many names a Memory, its scopes included, may
+// have queued at once, DefaultMaxPending when not set. A write that would
+// queue one more name fails with an error wrapping ErrQueueFull.
+func WithMaxPending(n int) Option {
+	return func(c *config) { c.maxPending = n }
+}
+
 // newConfig applies opts over the environment and checks the result.
 func newConfig(opts []Option) (*config, error) {
-	c := &config{timeout: DefaultTimeout}
+	c := &config{timeout: DefaultTimeout, queue: true, maxPending: DefaultMaxPending}
 	for _, opt := range opts {
 		opt(c)
 	}
@@ -94,6 +111,9 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	if c.timeout <= 0 {
 		return nil, fmt.Errorf("memory: WithTimeout(%v): the timeout must be positive", c.timeout)
+	}
+	if c.maxPending < 1 {
+		return nil, fmt.Errorf("memory: WithMaxPending(%d): the bound must be positive", c.maxPending)
 	}
 	if c.ttl < 0 {
 		return nil, fmt.Errorf("memory: WithDefaultTTL(%v): the TTL must not be negative", c.ttl)

@@ -177,17 +177,26 @@ func TestUnreachableServer(t *testing.T) {
 	hung := hungServer(t)
 	for name, addr := range map[string]string{"refused": refused, "hung": hung} {
 		t.Run(name, func(t *testing.T) {
-			m, err := memory.New(ctx, memory.WithURL("redis://"+addr), memory.WithTimeout(200*time.Millisecond))
-			require.NoError(t, err, "New starts without its server")
-			defer m.Close()
+			url, timeout := memory.WithURL("redis://"+addr), memory.WithTimeout(200*time.Millisecond)
+			m, err := memory.New(ctx, url, timeout)
+			require.NoError(t, err, "New starts without its server, the queue on")
 
-			require.ErrorIs(t, m.Set(ctx, "k", 1), memory.ErrUnavailable)
-			err = m.Get(ctx, "k", new(int))
+			require.NoError(t, m.Set(ctx, "k", 1), "queued")
+			require.Equal(t, 1, m.Pending())
+			requireValue(t, m, "k", 1)
+			err = m.Get(ctx, "unknown", new(int))
 			require.ErrorIs(t, err, memory.ErrUnavailable)
 			require.NotErrorIs(t, err, memory.ErrNotFound)
-			require.Contains(t, err.Error(), `"memory:k"`)
+			require.Contains(t, err.Error(), `"memory:unknown"`)
 			_, err = m.Keys(ctx)
 			require.ErrorIs(t, err, memory.ErrUnavailable)
+			err = m.Close()
+			require.ErrorIs(t, err, memory.ErrUnavailable)
+			require.ErrorContains(t, err, "1 queued names not delivered")
+
+			_, err = memory.New(ctx, url, timeout, memory.WithOfflineQueue(false))
+			require.ErrorIs(t, err, memory.ErrUnavailable, "without the queue, New needs its server")
+			require.ErrorContains(t, err, addr)
 		})
 	}
 }

@@ -21,6 +21,9 @@ var (
 	ErrInvalidPrefix = errors.New("memory: invalid prefix")
 	// ErrUnavailable is returned when the Redis server cannot be reached.
 	ErrUnavailable = errors.New("memory: server unavailable")
+	// ErrQueueFull is returned by a write that would queue more names than
+	// WithMaxPending allows while the server cannot be reached.
+	ErrQueueFull = errors.New("memory: offline queue full")
 	// ErrConflict is returned by Update, and the mutations of lists and maps,
 	// when other writers kept changing the value through every attempt.
 	ErrConflict = errors.New("memory: update conflict")

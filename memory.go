@@ -22,6 +22,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -47,8 +48,12 @@ type Memory struct {
 type shared struct {
 	client     redis.UniversalClient
 	ownsClient bool
+	link       *link // shared with every Memory over client
 	timeout    time.Duration
 	ttl        time.Duration
+	queue      bool // writes to an unreachable server are queued
+	maxPending int
+	pending    atomic.Int64 // names queued by this Memory and its scopes
 	log        *slog.Logger
 	closed     atomic.Bool
 }
@@ -60,18 +65,22 @@ type shared struct {
 //
 // When New creates the client itself, it pings the server once within the
 // timeout: a server that refuses the connection's configuration (a wrong
-// password, say) is an error, while an unreachable server is only logged, so
-// that a service can start before its Redis. With WithClient, New does no I/O.
+// password, say) is an error. An unreachable server is only logged, so that a
+// service can start before its Redis, unless the offline queue is off
+// (WithOfflineQueue(false)): then it is an error wrapping ErrUnavailable.
+// With WithClient, New does no I/O.
 func New(ctx context.Context, opts ...Option) (*Memory, error) {
 	c, err := newConfig(opts)
 	if err != nil {
 		return nil, err
 	}
 	s := &shared{
-		client:  c.client,
-		timeout: c.timeout,
-		ttl:     c.ttl,
-		log:     c.logger,
+		client:     c.client,
+		timeout:    c.timeout,
+		ttl:        c.ttl,
+		queue:      c.queue,
+		maxPending: c.maxPending,
+		log:        c.logger,
 	}
 	if s.client == nil {
 		s.client, s.ownsClient = redis.NewClient(c.options), true
@@ -80,31 +89,39 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 			return nil, err
 		}
 	}
+	s.link = linkFor(s.client, s.log, s.timeout)
 	s.log.Debug("memory: ready", "prefix", c.prefix, "shared_client", !s.ownsClient)
 	return &Memory{prefix: c.prefix, s: s, root: true}, nil
 }
 
-// probe pings the server at addr, and reports whether it refused the
-// client's configuration.
+// probe pings the server at addr, and returns an error if it refused the
+// client's configuration, or could not be reached with the queue off.
 func (s *shared) probe(ctx context.Context, addr string) error {
 	err := s.client.Ping(s.bound(ctx)).Err()
 	switch {
 	case err == nil:
 		return nil
-	case ctx.Err() == nil && unreachable(err):
-		s.log.Warn("memory: server unreachable", "addr", addr, "err", err)
+	case ctx.Err() == nil && unreachable(err) && s.queue:
+		s.log.Warn("memory: server unreachable; starting offline", "addr", addr, "err", err)
 		return nil
+	case ctx.Err() == nil && unreachable(err):
+		return fmt.Errorf("%w: connect to %s: %w", ErrUnavailable, addr, err)
 	}
 	return fmt.Errorf("memory: connect to %s: %w", addr, err)
 }
 
-// bound returns ctx with the Memory's timeout as its deadline, unless ctx
-// ends sooner. The bound is a deadline and no timer: go-redis turns it into
-// socket deadlines, which is all an operation needs, and it spares each
-// operation the timer of context.WithTimeout. Waits for a pooled connection
-// are bounded by the client's PoolTimeout instead.
+// bound returns ctx with the Memory's timeout as its deadline.
 func (s *shared) bound(ctx context.Context) context.Context {
-	d := time.Now().Add(s.timeout)
+	return bounded(ctx, s.timeout)
+}
+
+// bounded returns ctx with a deadline timeout from now, unless ctx ends
+// sooner. The bound is a deadline and no timer: go-redis turns it into socket
+// deadlines, which is all an operation needs, and it spares each operation
+// the timer of context.WithTimeout. Waits for a pooled connection are bounded
+// by the client's PoolTimeout instead.
+func bounded(ctx context.Context, timeout time.Duration) context.Context {
+	d := time.Now().Add(timeout)
 	if cur, ok := ctx.Deadline(); ok && !d.Before(cur) {
 		return ctx
 	}
@@ -117,6 +134,37 @@ type deadlineContext struct {
 }
 
 func (c deadlineContext) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// expiry returns when a value written now expires, zero for never.
+func (s *shared) expiry() time.Time {
+	if s.ttl > 0 {
+		return time.Now().Add(s.ttl)
+	}
+	return time.Time{}
+}
+
+// queueing reports whether writes go straight to the queue: it is on and
+// the server known to be lost.
+func (m *Memory) queueing() bool {
+	return m.s.queue && m.s.link.lost.Load()
+}
+
+// lostWith reports whether err, met by a write under ctx, means the write is
+// to be queued: the queue is on and err shows the server unreachable. It then
+// marks the server lost.
+func (m *Memory) lostWith(ctx context.Context, err error) bool {
+	if !m.s.queue || ctx.Err() != nil || !unreachable(err) {
+		return false
+	}
+	m.s.link.markLost(err)
+	return true
+}
+
+// offline reports whether a read met err because the server cannot be
+// reached, so that it is to be answered from what this process knows.
+func offline(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && unreachable(err)
+}
 
 // open returns ErrClosed, naming op, once the Memory is closed.
 func (m *Memory) open(op string) error {
@@ -144,26 +192,42 @@ func (m *Memory) Prefix() string { return m.prefix }
 func (m *Memory) Client() redis.UniversalClient { return m.s.client }
 
 // Set stores value, encoded as JSON, under name. With WithDefaultTTL the key
-// expires after that TTL.
+// expires after that TTL. While the server cannot be reached, the write is
+// queued (see Flush).
 func (m *Memory) Set(ctx context.Context, name string, value any) error {
 	key, err := m.key("set", name)
 	if err != nil {
 		return err
 	}
-	e, err := encode(name, value, time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	stored, err := encode(name, value, now)
 	if err != nil {
 		return err
 	}
-	err = m.s.client.Set(m.s.bound(ctx), key, e.bytes(), m.s.ttl).Err()
-	e.free()
-	return opError(ctx, "set", key, err)
+	if !m.queueing() {
+		err := m.s.client.Set(m.s.bound(ctx), key, stored, m.s.ttl).Err()
+		if err == nil {
+			m.s.link.remember(key, stored, m.s.expiry())
+			return nil
+		}
+		if !m.lostWith(ctx, err) {
+			return opError(ctx, "set", key, err)
+		}
+	}
+	return m.s.link.enqueue(m.s, &entry{
+		key: key, name: name, owner: m.s,
+		base: baseValue, value: stored, stamp: now,
+		local: &known{stored, m.s.expiry()},
+	})
 }
 
 // Get decodes the value of name into dst, a non-nil pointer, as
 // json.Unmarshal would. It returns an error wrapping ErrNotFound when name
 // has no value, and a *DecodeError when the key holds something else than a
 // JSON string. Values written by the Python library, or bare JSON written by
-// any client, read the same way.
+// any client, read the same way. While the server cannot be reached, Get
+// returns the last value this process knows, its queued writes included, and
+// otherwise an error wrapping ErrUnavailable.
 func (m *Memory) Get(ctx context.Context, name string, dst any) error {
 	key, err := m.key("get", name)
 	if err != nil {
@@ -172,14 +236,31 @@ func (m *Memory) Get(ctx context.Context, name string, dst any) error {
 	if err := checkDestination(dst); err != nil {
 		return fmt.Errorf("memory: get %q: %w", key, err)
 	}
-	data, err := m.s.client.Get(m.s.bound(ctx), key).Bytes()
-	if err != nil {
-		if redis.HasErrorPrefix(err, "WRONGTYPE") {
+	var cause error
+	if !m.queueing() {
+		data, err := m.s.client.Get(m.s.bound(ctx), key).Bytes()
+		switch {
+		case err == nil:
+			m.s.link.rememberRead(key, data)
+			if _, err := decode(data, dst); err != nil {
+				return &DecodeError{Key: key, Err: err}
+			}
+			return nil
+		case errors.Is(err, redis.Nil):
+			m.s.link.rememberRead(key, nil)
+			return opError(ctx, "get", key, err)
+		case redis.HasErrorPrefix(err, "WRONGTYPE"):
 			return &DecodeError{Key: key, Err: err}
+		case !offline(ctx, err):
+			return opError(ctx, "get", key, err)
 		}
-		return opError(ctx, "get", key, err)
+		cause = err
 	}
-	if _, err := decode(data, dst); err != nil {
+	k, ok := m.s.link.recall(key)
+	if !ok || k.stored == nil {
+		return errOffline("get", key, cause)
+	}
+	if _, err := decode(k.stored, dst); err != nil {
 		return &DecodeError{Key: key, Err: err}
 	}
 	return nil
@@ -192,43 +273,86 @@ func GetAs[T any](ctx context.Context, m *Memory, name string) (T, error) {
 	return v, err
 }
 
-// Has reports whether name has a value.
+// Has reports whether name has a value. While the server cannot be reached,
+// it answers from what this process knows, else with an error wrapping
+// ErrUnavailable.
 func (m *Memory) Has(ctx context.Context, name string) (bool, error) {
 	key, err := m.key("has", name)
 	if err != nil {
 		return false, err
 	}
-	n, err := m.s.client.Exists(m.s.bound(ctx), key).Result()
-	return n > 0, opError(ctx, "has", key, err)
+	var cause error
+	if !m.queueing() {
+		n, err := m.s.client.Exists(m.s.bound(ctx), key).Result()
+		if err == nil || !offline(ctx, err) {
+			return n > 0, opError(ctx, "has", key, err)
+		}
+		cause = err
+	}
+	k, ok := m.s.link.recall(key)
+	if !ok {
+		return false, errOffline("has", key, cause)
+	}
+	return k.stored != nil, nil
 }
 
 // Delete removes name and its value. Deleting an absent name is not an error.
+// While the server cannot be reached, the delete is queued.
 func (m *Memory) Delete(ctx context.Context, name string) error {
 	key, err := m.key("delete", name)
 	if err != nil {
 		return err
 	}
-	return opError(ctx, "delete", key, m.s.client.Del(m.s.bound(ctx), key).Err())
+	if !m.queueing() {
+		err := m.s.client.Del(m.s.bound(ctx), key).Err()
+		if err == nil {
+			m.s.link.remember(key, nil, time.Time{})
+			return nil
+		}
+		if !m.lostWith(ctx, err) {
+			return opError(ctx, "delete", key, err)
+		}
+	}
+	return m.s.link.enqueue(m.s, &entry{
+		key: key, name: name, owner: m.s,
+		base: baseAbsent, stamp: time.Now().UnixNano(),
+		local: &known{},
+	})
 }
 
 // Expire makes name expire after ttl, as PEXPIRE does: a ttl of zero or less
 // removes it at once. It returns an error wrapping ErrNotFound when name has
-// no value.
+// no value. While the server cannot be reached, the expiry is queued, and
+// applied at flush if name then has a value.
 func (m *Memory) Expire(ctx context.Context, name string, ttl time.Duration) error {
 	key, err := m.key("expire", name)
 	if err != nil {
 		return err
 	}
-	ok, err := m.s.client.PExpire(m.s.bound(ctx), key, ttl).Result()
-	if err == nil && !ok {
-		err = redis.Nil
+	deadline := time.Now().Add(ttl)
+	if !m.queueing() {
+		ok, err := m.s.client.PExpire(m.s.bound(ctx), key, ttl).Result()
+		switch {
+		case err == nil && !ok:
+			return opError(ctx, "expire", key, redis.Nil)
+		case err == nil:
+			m.s.link.expire(key, deadline)
+			return nil
+		case !m.lostWith(ctx, err):
+			return opError(ctx, "expire", key, err)
+		}
 	}
-	return opError(ctx, "expire", key, err)
+	e := &entry{key: key, name: name, owner: m.s, expires: deadline}
+	if k, ok := m.s.link.recall(key); ok {
+		e.local = &known{k.stored, deadline}
+	}
+	return m.s.link.enqueue(m.s, e)
 }
 
 // Keys returns the sorted names that have a value. It lists only this
 // Memory's own names: not its scopes' keys, nor keys under the prefix that
-// are not valid names.
+// are not valid names. While the server cannot be reached, it returns an
+// error wrapping ErrUnavailable.
 func (m *Memory) Keys(ctx context.Context) ([]string, error) {
 	names := []string{}
 	err := m.scan(ctx, "keys", func(keys []string) error {
@@ -249,7 +373,8 @@ func (m *Memory) Keys(ctx context.Context) ([]string, error) {
 // Clear removes every key under the prefix, its scopes' included, and
 // returns how many it removed. It scans and unlinks in batches, never
 // blocking the server with KEYS; on error, the count is of the keys removed
-// until then.
+// until then. Writes under the prefix still queued are dropped. While the
+// server cannot be reached, it returns an error wrapping ErrUnavailable.
 func (m *Memory) Clear(ctx context.Context) (int, error) {
 	removed := 0
 	err := m.scan(ctx, "clear", func(keys []string) error {
@@ -259,10 +384,11 @@ func (m *Memory) Clear(ctx context.Context) (int, error) {
 	})
 	if err != nil {
 		m.s.log.Warn("memory: clear failed", "prefix", m.prefix, "removed", removed, "err", err)
-	} else {
-		m.s.log.Info("memory: cleared", "prefix", m.prefix, "removed", removed)
+		return removed, err
 	}
-	return removed, err
+	m.s.link.forget(m.prefix)
+	m.s.log.Info("memory: cleared", "prefix", m.prefix, "removed", removed)
+	return removed, nil
 }
 
 // scan calls fn with each page of keys under the prefix. The SCAN pattern
@@ -305,9 +431,33 @@ func (m *Memory) Scope(part string) (*Memory, error) {
 	return &Memory{prefix: m.prefix + part + string(separator), s: m.s}, nil
 }
 
+// Pending returns how many names the Memory and its scopes have queued,
+// waiting for an unreachable server.
+func (m *Memory) Pending() int {
+	return int(m.s.pending.Load())
+}
+
+// Flush sends the queued writes to the server now, in order, and returns an
+// error wrapping ErrUnavailable, naming how many are still queued, if the
+// server cannot be reached. Queued writes are also flushed without Flush, by
+// a background loop that probes the server after 1s, then twice as long each
+// time up to 30s, and stops once the queue is empty.
+func (m *Memory) Flush(ctx context.Context) error {
+	if err := m.open("flush"); err != nil {
+		return err
+	}
+	if err := m.s.link.flush(ctx); err != nil {
+		return fmt.Errorf("%w: flush: %d names still queued: %w", ErrUnavailable, m.Pending(), err)
+	}
+	return nil
+}
+
 // Close releases the Memory returned by New and every scope of it: later
-// operations return ErrClosed, and so does a second Close. It closes the
-// client only if New created it. Close on a scope does nothing.
+// operations return ErrClosed, and so does a second Close. It first flushes
+// the queued writes, within the Memory's timeout, and returns an error
+// wrapping ErrUnavailable that says how many were not delivered. It stops the
+// background loop when no other Memory uses the client, and closes the client
+// only if New created it. Close on a scope does nothing.
 func (m *Memory) Close() error {
 	if !m.root {
 		return nil
@@ -315,8 +465,19 @@ func (m *Memory) Close() error {
 	if !m.s.closed.CompareAndSwap(false, true) {
 		return fmt.Errorf("%w: close %q", ErrClosed, m.prefix)
 	}
-	if m.s.ownsClient {
-		return m.s.client.Close()
+	var err error
+	if m.Pending() > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), m.s.timeout)
+		flushErr := m.s.link.flush(ctx)
+		cancel()
+		if n := m.s.link.drop(m.s); n > 0 {
+			err = fmt.Errorf("%w: close %q: %d queued names not delivered: %w", ErrUnavailable, m.prefix, n, flushErr)
+			m.s.log.Error("memory: queued writes lost at close", "prefix", m.prefix, "names", n)
+		}
 	}
-	return nil
+	m.s.link.release()
+	if m.s.ownsClient {
+		err = errors.Join(err, m.s.client.Close())
+	}
+	return err
 }

@@ -1,0 +1,357 @@
+package memory_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redis-memory/memory"
+	"github.com/redis-memory/memory/internal/redisserver"
+)
+
+// offlineMemory returns a miniredis and a Memory with prefix "test:" on it,
+// over a client that counts its round trips.
+func offlineMemory(t *testing.T, opts ...memory.Option) (*miniredis.Miniredis, *memory.Memory, *roundTrips) {
+	t.Helper()
+	srv := miniredis.RunT(t)
+	m, hook := countedMemory(t, srv.Addr(), opts...)
+	t.Cleanup(func() { m.Close() })
+	return srv, m, hook
+}
+
+// envelope returns a stored envelope of value with the given stamp.
+func envelope(value string, stamp int64) string {
+	return fmt.Sprintf(`{"value": %s, "last_modified": %d}`, value, stamp)
+}
+
+func TestOfflineWritesAndReads(t *testing.T) {
+	srv, m, hook := offlineMemory(t)
+	require.NoError(t, m.Set(ctx, "known", "before"))
+	srv.Close()
+
+	require.NoError(t, m.Set(ctx, "a", 1), "queued, not an error")
+	hook.reset()
+	require.NoError(t, m.Set(ctx, "b", 2))
+	require.NoError(t, m.Set(ctx, "a", 3))
+	require.NoError(t, m.Delete(ctx, "known"))
+	require.Zero(t, hook.count, "once the server is known lost, writes go to the queue without I/O")
+	require.Equal(t, 3, m.Pending(), "writes to one name coalesce")
+
+	requireValue(t, m, "a", 3) // this process's queued writes are read back
+	requireValue(t, m, "b", 2)
+	for _, name := range []string{"known", "never"} {
+		err := m.Get(ctx, name, new(string))
+		require.ErrorIs(t, err, memory.ErrUnavailable, name)
+		require.NotErrorIs(t, err, memory.ErrNotFound, name)
+	}
+	ok, err := m.Has(ctx, "a")
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, err = m.Keys(ctx)
+	require.ErrorIs(t, err, memory.ErrUnavailable)
+	_, err = m.Clear(ctx)
+	require.ErrorIs(t, err, memory.ErrUnavailable)
+
+	err = m.Flush(ctx)
+	require.ErrorIs(t, err, memory.ErrUnavailable)
+	require.ErrorContains(t, err, "3 names still queued")
+
+	require.NoError(t, srv.Restart())
+	require.NoError(t, m.Flush(ctx))
+	require.Zero(t, m.Pending())
+	raw := rawClient(t, srv.Addr())
+	require.JSONEq(t, "3", storedValue(t, raw, "test:a"))
+	require.JSONEq(t, "2", storedValue(t, raw, "test:b"))
+	require.Zero(t, raw.Exists(ctx, "test:known").Val())
+}
+
+func TestOfflineReadsKnownValues(t *testing.T) {
+	srv, m, _ := offlineMemory(t)
+	require.NoError(t, m.Set(ctx, "written", "w"))
+	require.NoError(t, rawClient(t, srv.Addr()).Set(ctx, "test:read", envelope(`"r"`, 1), 0).Err())
+	requireValue(t, m, "read", "r")
+	srv.Close()
+
+	requireValue(t, m, "written", "w") // known from a write
+	requireValue(t, m, "read", "r")    // known from a read
+
+	var known struct {
+		Written string `memory:"written"`
+		Read    string `memory:"read"`
+	}
+	require.NoError(t, m.Load(ctx, &known), "every field known")
+	require.Equal(t, "w", known.Written)
+	require.Equal(t, "r", known.Read)
+
+	partly := struct {
+		Written string `memory:"written"`
+		Unknown string `memory:"unknown"`
+	}{Unknown: "untouched"}
+	err := m.Load(ctx, &partly)
+	require.ErrorIs(t, err, memory.ErrUnavailable)
+	require.ErrorContains(t, err, "1 of 2 fields")
+	require.Equal(t, "w", partly.Written)
+	require.Equal(t, "untouched", partly.Unknown)
+}
+
+func TestOfflineOrder(t *testing.T) {
+	srv, m, hook := offlineMemory(t)
+	srv.Close()
+	for _, name := range []string{"a", "b", "c", "a"} { // a is written again: it moves last
+		require.NoError(t, m.Set(ctx, name, name))
+	}
+	require.NoError(t, srv.Restart())
+	hook.reset()
+	var order []string
+	client := m.Client().(*redis.Client)
+	client.AddHook(keyRecorder(&order))
+	require.NoError(t, m.Flush(ctx))
+	require.Equal(t, []string{"test:b", "test:c", "test:a"}, order)
+}
+
+// keyRecorder is a hook that appends the key of each GET it sees to keys.
+func keyRecorder(keys *[]string) redis.Hook { return recorder{keys} }
+
+type recorder struct{ keys *[]string }
+
+func (r recorder) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r recorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "get" {
+			*r.keys = append(*r.keys, fmt.Sprint(cmd.Args()[1]))
+		}
+		return next(ctx, cmd)
+	}
+}
+func (r recorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func TestOfflineLastWriterWins(t *testing.T) {
+	tests := []struct {
+		name   string
+		server time.Duration // the stamp the server holds at flush, from now
+		want   string
+	}{
+		{"server newer: queued write skipped", time.Hour, `"server"`},
+		{"server older: queued write applied", -time.Hour, `"queued"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, m, _ := offlineMemory(t)
+			srv.Close()
+			require.NoError(t, m.Set(ctx, "x", "queued"))
+			// Another writer's value, stored while this process was cut off.
+			srv.Set("test:x", envelope(`"server"`, time.Now().Add(tt.server).UnixNano()))
+			require.NoError(t, srv.Restart())
+			require.NoError(t, m.Flush(ctx))
+			require.JSONEq(t, tt.want, storedValue(t, rawClient(t, srv.Addr()), "test:x"))
+			require.Zero(t, m.Pending())
+		})
+	}
+}
+
+// TestOfflineReplays queues updates, a list append and a map change, while
+// another writer changes the same values on the server: at flush they are
+// replayed on the server's values, and no change is lost.
+func TestOfflineReplays(t *testing.T) {
+	srv, m, _ := offlineMemory(t)
+	list, dict := memory.ListOf[int](m, "list"), memory.MapOf[string](m, "map")
+	require.NoError(t, m.Set(ctx, "counter", 10))
+	require.NoError(t, list.Append(ctx, 1))
+	require.NoError(t, dict.Set(ctx, "mine", "a"))
+	srv.Close()
+
+	require.NoError(t, memory.Update(ctx, m, "counter", func(n *int) error { *n++; return nil }))
+	require.NoError(t, list.Append(ctx, 2))
+	require.NoError(t, dict.Set(ctx, "mine", "b"))
+	requireValue(t, m, "counter", 11) // applied to the value known here
+	requireList(t, list, 1, 2)
+	popped, err := list.Pop(ctx)
+	require.NoError(t, err, "a known list can be popped offline")
+	require.Equal(t, 2, popped)
+	require.NoError(t, list.Append(ctx, 3))
+	require.Equal(t, 3, m.Pending())
+
+	_, err = memory.ListOf[int](m, "unknown").Pop(ctx)
+	require.ErrorIs(t, err, memory.ErrUnavailable, "popping a list not known here")
+	require.NoError(t, memory.ListOf[int](m, "unknown").Append(ctx, 7), "appending needs no known value")
+	require.ErrorIs(t, m.Get(ctx, "unknown", new([]int)), memory.ErrUnavailable)
+
+	// Meanwhile, another writer.
+	srv.Set("test:counter", envelope("20", time.Now().UnixNano()))
+	srv.Set("test:list", envelope("[1, 9]", time.Now().UnixNano()))
+	srv.Set("test:map", envelope(`{"mine": "a", "theirs": "z"}`, time.Now().UnixNano()))
+	srv.Set("test:unknown", envelope("[5]", time.Now().UnixNano()))
+	require.NoError(t, srv.Restart())
+	require.NoError(t, m.Flush(ctx))
+
+	requireValue(t, m, "counter", 21)
+	requireList(t, list, 1, 9, 3) // append 2, pop, append 3: replayed on [1, 9]
+	requireList(t, memory.ListOf[int](m, "unknown"), 5, 7)
+	all, err := dict.All(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"mine": "b", "theirs": "z"}, all)
+}
+
+func TestOfflineAutomaticFlush(t *testing.T) {
+	srv, m, _ := offlineMemory(t)
+	srv.Close()
+	require.NoError(t, m.Set(ctx, "x", "queued"))
+	require.NoError(t, srv.Restart())
+	raw := rawClient(t, srv.Addr())
+	requireEventually(t, 10*time.Second, func() bool { return raw.Exists(ctx, "test:x").Val() == 1 },
+		"the background loop flushes the queue without Flush")
+	require.JSONEq(t, `"queued"`, storedValue(t, raw, "test:x"))
+	requireEventually(t, time.Second, func() bool { return m.Pending() == 0 }, "the queue empties")
+}
+
+func TestOfflineQueueLimit(t *testing.T) {
+	srv, m, _ := offlineMemory(t, memory.WithMaxPending(2))
+	srv.Close()
+	require.NoError(t, m.Set(ctx, "a", 1))
+	require.NoError(t, m.Set(ctx, "b", 1))
+	err := m.Set(ctx, "c", 1)
+	require.ErrorIs(t, err, memory.ErrQueueFull)
+	require.ErrorIs(t, m.Get(ctx, "c", new(int)), memory.ErrUnavailable, "the refused write is not known either")
+	require.NoError(t, m.Set(ctx, "a", 2), "a queued name still takes writes")
+	type three struct{ A, X, Y int }
+	require.ErrorIs(t, m.Save(ctx, &three{1, 2, 3}), memory.ErrQueueFull, "X and Y would be two names more")
+	require.ErrorIs(t, m.Get(ctx, "X", new(int)), memory.ErrUnavailable, "nothing of the Save was queued")
+	requireValue(t, m, "a", 2)
+	require.Equal(t, 2, m.Pending())
+
+	conv, err := m.Scope("conv")
+	require.NoError(t, err)
+	require.ErrorIs(t, conv.Set(ctx, "z", 1), memory.ErrQueueFull, "scopes share the bound")
+}
+
+func TestOfflineClose(t *testing.T) {
+	srv, m, _ := offlineMemory(t)
+	srv.Close()
+	require.NoError(t, m.Set(ctx, "a", 1))
+	require.NoError(t, m.Set(ctx, "b", 1))
+	err := m.Close()
+	require.ErrorIs(t, err, memory.ErrUnavailable)
+	require.ErrorContains(t, err, "2 queued names not delivered")
+
+	srv2, m2, _ := offlineMemory(t)
+	srv2.Close()
+	require.NoError(t, m2.Set(ctx, "a", 1))
+	require.NoError(t, srv2.Restart())
+	require.NoError(t, m2.Close(), "Close flushes what it can")
+	require.JSONEq(t, "1", storedValue(t, rawClient(t, srv2.Addr()), "test:a"))
+}
+
+func TestQueueOff(t *testing.T) {
+	srv, m, _ := offlineMemory(t, memory.WithOfflineQueue(false))
+	srv.Close()
+	require.ErrorIs(t, m.Set(ctx, "a", 1), memory.ErrUnavailable)
+	require.ErrorIs(t, m.Delete(ctx, "a"), memory.ErrUnavailable)
+	require.ErrorIs(t, memory.Update(ctx, m, "n", func(n *int) error { return nil }), memory.ErrUnavailable)
+	require.Zero(t, m.Pending())
+}
+
+// TestRefusalsAreNotQueued checks that errors from a server that answered
+// are returned, never queued.
+func TestRefusalsAreNotQueued(t *testing.T) {
+	srv := redisserver.Start(t, "--requirepass", "s3cret")
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: "wrong"})
+	defer client.Close()
+	m, err := memory.New(ctx, memory.WithClient(client))
+	require.NoError(t, err)
+	defer m.Close()
+	err = m.Set(ctx, "a", 1)
+	require.Error(t, err)
+	require.True(t, redis.IsAuthError(err), "%v", err)
+	require.NotErrorIs(t, err, memory.ErrUnavailable)
+	require.Zero(t, m.Pending())
+
+	good := newMemory(t, srv.Addr, memory.WithURL("redis://:s3cret@"+srv.Addr))
+	require.NoError(t, good.Client().RPush(ctx, "test:list", "x").Err())
+	var de *memory.DecodeError
+	require.ErrorAs(t, memory.ListOf[int](good, "list").Append(ctx, 1), &de, "WRONGTYPE is returned")
+	require.Zero(t, good.Pending())
+}
+
+func TestFlusherPerClient(t *testing.T) {
+	srv := miniredis.RunT(t)
+	client := rawClient(t, srv.Addr())
+	require.NoError(t, client.Ping(ctx).Err())
+	before := runtime.NumGoroutine()
+	tenants := make([]*memory.Memory, 100)
+	for i := range tenants {
+		m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("t"+strconv.Itoa(i)+":"))
+		require.NoError(t, err)
+		tenants[i] = m
+	}
+	srv.Close()
+	for _, m := range tenants {
+		require.NoError(t, m.Set(ctx, "x", 1))
+	}
+	require.LessOrEqual(t, runtime.NumGoroutine(), before+1, "one background loop for all the tenants of a client")
+	require.NoError(t, srv.Restart())
+	for _, m := range tenants {
+		require.NoError(t, m.Close())
+	}
+	requireGoroutines(t, before)
+	require.Equal(t, int64(1), client.Exists(ctx, "t99:x").Val(), "Close flushed")
+}
+
+func TestCloseStopsTheFlusher(t *testing.T) {
+	before := runtime.NumGoroutine()
+	srv := miniredis.RunT(t)
+	m := newMemory(t, srv.Addr())
+	srv.Close()
+	require.NoError(t, m.Set(ctx, "x", 1))
+	require.Greater(t, runtime.NumGoroutine(), before, "the background loop runs")
+	require.ErrorIs(t, m.Close(), memory.ErrUnavailable)
+	requireGoroutines(t, before)
+}
+
+// requireEventually polls cond every 10ms until it holds, and fails t if it
+// does not within d.
+func requireEventually(t *testing.T, d time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, msg)
+		}
+	}
+}
+
+// TestRealServerOutage stops a real redis-server, with its data persisted in
+// an append-only file, in the middle of the writes, and starts it again on
+// the same port: every write reaches the server, without a call to Flush.
+func TestRealServerOutage(t *testing.T) {
+	srv := redisserver.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	m := newMemory(t, srv.Addr, memory.WithTimeout(300*time.Millisecond))
+	name := func(i int) string { return fmt.Sprintf("k%03d", i) }
+	for i := range 100 {
+		require.NoError(t, m.Set(ctx, name(i), i))
+	}
+
+	srv.Stop()
+	for i := 100; i < 200; i++ {
+		require.NoError(t, m.Set(ctx, name(i), i), "queued while the server is down")
+	}
+	require.Equal(t, 100, m.Pending())
+	for i := range 200 {
+		requireValue(t, m, name(i), i) // read back from what this process knows
+	}
+
+	srv.Restart()
+	raw := rawClient(t, srv.Addr)
+	requireEventually(t, 30*time.Second, func() bool { return m.Pending() == 0 },
+		"the background loop flushes the queue once the server is back")
+	for i := range 200 {
+		require.JSONEq(t, strconv.Itoa(i), storedValue(t, raw, "test:"+name(i)), name(i))
+	}
+}
