@@ -243,3 +243,29 @@ func ExampleMapOf() {
 	// Output:
 	// en map[lang:en theme:dark]
 }
+
+// While the server is away, writes are queued and read back from what the
+// process knows; they reach the server when it returns.
+func ExampleMemory_Flush() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	m := open(srv, "memory:")
+	defer m.Close()
+
+	srv.Close() // the server goes away
+	if err := m.Set(ctx, "answer", 42); err != nil {
+		log.Fatal(err)
+	}
+	answer, _ := memory.GetAs[int](ctx, m, "answer")
+	fmt.Println("queued:", m.Pending(), "read back:", answer)
+
+	srv.Restart() // and comes back
+	if err := m.Flush(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("queued:", m.Pending(), "on the server:", srv.Exists("memory:answer"))
+	// Output:
+	// queued: 1 read back: 42
+	// queued: 0 on the server: true
+}

@@ -1,10 +1,13 @@
 package memory_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -354,4 +357,40 @@ func TestRealServerOutage(t *testing.T) {
 	for i := range 200 {
 		require.JSONEq(t, strconv.Itoa(i), storedValue(t, raw, "test:"+name(i)), name(i))
 	}
+}
+
+func TestOfflineLogs(t *testing.T) {
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, m, _ := offlineMemory(t, memory.WithLogger(logger))
+	srv.Close()
+	require.NoError(t, m.Set(ctx, "a", 1))
+	require.NoError(t, srv.Restart())
+	require.NoError(t, m.Flush(ctx))
+	for _, want := range []string{
+		`level=WARN msg="memory: server lost; queueing writes"`,
+		`level=DEBUG msg="memory: writes queued" queued=1`,
+		`level=INFO msg="memory: flushed queued writes" writes=1`,
+		`level=INFO msg="memory: server back; queue flushed"`,
+	} {
+		require.Contains(t, logs.String(), want)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
