@@ -240,7 +240,10 @@ func checkJSONTypeSeen(t reflect.Type, seen map[reflect.Type]bool) error {
 
 // Save writes every bound field of the struct src points to under the
 // field's name, in one round trip: on a single Redis node, one MULTI/EXEC
-// transaction, so that other clients see all the new values or none.
+// transaction, so that other clients see all the new values or none. On a
+// cluster, Save is one transaction when the keys share a hash tag (a prefix
+// such as "{tenant1}:" makes them), and otherwise one pipeline, atomic key by
+// key.
 //
 // Fields bind the way encoding/json names object members, with the tag key
 // memory: `memory:"name"` names a field, `memory:"-"` skips it, and the
@@ -287,11 +290,20 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 	}
 	if !m.queueing() {
 		bctx := m.s.bound(ctx)
+		// A cluster runs a transaction only on keys of one slot, which a
+		// hash tag in the prefix ensures; otherwise the writes are atomic
+		// one by one.
 		pipe := m.s.client.TxPipeline()
+		if _, cluster := m.s.client.(*redis.ClusterClient); cluster && !oneSlot(entries) {
+			pipe = m.s.client.Pipeline()
+		}
 		for _, e := range entries {
 			pipe.Set(bctx, e.key, e.value, m.s.ttl)
 		}
-		_, err := pipe.Exec(bctx)
+		cmds, err := pipe.Exec(bctx)
+		if cause := firstError(cmds); redis.IsExecAbortError(err) && cause != nil {
+			err = cause // why the transaction was discarded
+		}
 		if err == nil {
 			for _, e := range entries {
 				m.s.link.remember(e.key, e.value, e.local.expires)
@@ -303,6 +315,16 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 		}
 	}
 	return m.s.link.enqueue(m.s, entries...)
+}
+
+// firstError returns the first error of cmds that is not EXECABORT.
+func firstError(cmds []redis.Cmder) error {
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil && !redis.IsExecAbortError(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 // isEmpty reports whether omitempty leaves v unwritten: a zero value, or an

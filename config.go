@@ -2,6 +2,8 @@ package memory
 
 import (
 	"cmp"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,7 +37,7 @@ type config struct {
 	ttl        time.Duration
 	queue      bool
 	maxPending int
-	options    *redis.Options // of the client New creates, when no WithClient
+	server     *server // of the client New creates, when no WithClient
 }
 
 // WithClient makes the Memory use client, which stays the caller's: Close
@@ -139,16 +141,14 @@ func newConfig(opts []Option) (*config, error) {
 		c.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	if c.client == nil {
-		if c.options, err = env.clientOptions(c.url); err != nil {
+		if c.server, err = env.server(c.url); err != nil {
 			return nil, err
 		}
-		c.options.DialTimeout = c.timeout
-		c.options.ReadTimeout = c.timeout
-		c.options.WriteTimeout = c.timeout
-		c.options.PoolTimeout = c.timeout
-		c.options.ContextTimeoutEnabled = true
-		c.options.DialerRetries = 1 // a refused dial fails now, not after four more tries
-		c.options.MaxRetries = 1
+		o := &c.server.opts
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = c.timeout, c.timeout, c.timeout, c.timeout
+		o.ContextTimeoutEnabled = true
+		o.DialerRetries = 1 // a refused dial fails now, not after four more tries
+		o.MaxRetries = 1
 	}
 	return c, nil
 }
@@ -175,40 +175,152 @@ func (e environment) lookup(name string) string {
 	return e[name]
 }
 
-// clientOptions returns the client options of rawURL, else of REDIS_URL, else
-// of REDIS_HOST, REDIS_PORT, REDIS_USERNAME, REDIS_PASSWORD and REDIS_DB.
-func (e environment) clientOptions(rawURL string) (*redis.Options, error) {
+// A server says how to reach the server, or the cluster, when New creates
+// the client.
+type server struct {
+	opts    redis.UniversalOptions
+	network string // of a single node: "tcp" or "unix"
+	cluster bool
+}
+
+// client returns a new client of s.
+func (s *server) client() redis.UniversalClient {
+	if s.cluster {
+		return redis.NewClusterClient(s.opts.Cluster())
+	}
+	o := s.opts.Simple()
+	o.Network = s.network
+	return redis.NewClient(o)
+}
+
+// addr names the server, or the cluster's seed addresses.
+func (s *server) addr() string { return strings.Join(s.opts.Addrs, ",") }
+
+// server returns the server of rawURL, else of REDIS_CLUSTER_ADDRS, else of
+// REDIS_URL, else of REDIS_HOST and REDIS_PORT, with the credentials,
+// database and TLS settings that go with it.
+func (e environment) server(rawURL string) (*server, error) {
 	source := "WithURL"
-	if rawURL == "" {
+	switch {
+	case rawURL != "":
+	case e.lookup("REDIS_CLUSTER_ADDRS") != "":
+		return e.cluster()
+	default:
 		rawURL, source = e.lookup("REDIS_URL"), "REDIS_URL"
 	}
-	if rawURL != "" {
-		opt, err := redis.ParseURL(rawURL)
-		if err != nil {
-			var urlErr *url.Error
-			if errors.As(err, &urlErr) {
-				err = urlErr.Err // its text repeats the URL, password included
-			}
-			return nil, fmt.Errorf("memory: %s=%q: %w", source, redactURL(rawURL), err)
-		}
-		return opt, nil
+	if rawURL == "" {
+		return e.hostPort()
 	}
+	opt, err := redis.ParseURL(rawURL)
+	if err != nil {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err // its text repeats the URL, password included
+		}
+		return nil, fmt.Errorf("memory: %s=%q: %w", source, redactURL(rawURL), err)
+	}
+	s := &server{network: opt.Network, opts: redis.UniversalOptions{
+		Addrs:     []string{opt.Addr},
+		Username:  opt.Username,
+		Password:  opt.Password,
+		DB:        opt.DB,
+		TLSConfig: opt.TLSConfig,
+	}}
+	if caFile := e.lookup("REDIS_TLS_CA_FILE"); caFile != "" {
+		if opt.TLSConfig == nil {
+			return nil, fmt.Errorf("memory: REDIS_TLS_CA_FILE=%q asks for TLS, but %s=%q does not: use rediss://", caFile, source, redactURL(rawURL))
+		}
+		if opt.TLSConfig.RootCAs, err = loadCA(caFile); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// hostPort returns the server of REDIS_HOST and REDIS_PORT.
+func (e environment) hostPort() (*server, error) {
 	host := cmp.Or(e.lookup("REDIS_HOST"), "localhost")
 	port := cmp.Or(e.lookup("REDIS_PORT"), "6379")
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return nil, fmt.Errorf("memory: REDIS_PORT=%q is not a port number (1-65535)", port)
 	}
+	db, err := e.db()
+	if err != nil {
+		return nil, err
+	}
+	s := &server{network: "tcp", opts: redis.UniversalOptions{
+		Addrs:    []string{net.JoinHostPort(host, port)},
+		Username: e.lookup("REDIS_USERNAME"),
+		Password: e.lookup("REDIS_PASSWORD"),
+		DB:       db,
+	}}
+	s.opts.TLSConfig, err = e.tls(host)
+	return s, err
+}
+
+// cluster returns the Redis Cluster of REDIS_CLUSTER_ADDRS.
+func (e environment) cluster() (*server, error) {
+	raw := e.lookup("REDIS_CLUSTER_ADDRS")
+	var addrs []string
+	for _, addr := range strings.Split(raw, ",") {
+		addr = strings.TrimSpace(addr)
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			return nil, fmt.Errorf("memory: REDIS_CLUSTER_ADDRS=%q: %q is not host:port", raw, addr)
+		}
+		addrs = append(addrs, addr)
+	}
+	switch db, err := e.db(); {
+	case err != nil:
+		return nil, err
+	case db != 0:
+		return nil, fmt.Errorf("memory: REDIS_DB=%d with REDIS_CLUSTER_ADDRS: a cluster has database 0 only", db)
+	}
+	s := &server{cluster: true, opts: redis.UniversalOptions{
+		Addrs:    addrs,
+		Username: e.lookup("REDIS_USERNAME"),
+		Password: e.lookup("REDIS_PASSWORD"),
+	}}
+	var err error
+	s.opts.TLSConfig, err = e.tls("")
+	return s, err
+}
+
+// db returns the database number of REDIS_DB.
+func (e environment) db() (int, error) {
 	db := cmp.Or(e.lookup("REDIS_DB"), "0")
 	n, err := strconv.Atoi(db)
 	if err != nil || n < 0 {
-		return nil, fmt.Errorf("memory: REDIS_DB=%q is not a database number (0 or more)", db)
+		return 0, fmt.Errorf("memory: REDIS_DB=%q is not a database number (0 or more)", db)
 	}
-	return &redis.Options{
-		Addr:     net.JoinHostPort(host, port),
-		Username: e.lookup("REDIS_USERNAME"),
-		Password: e.lookup("REDIS_PASSWORD"),
-		DB:       n,
-	}, nil
+	return n, nil
+}
+
+// tls returns the TLS configuration REDIS_TLS_CA_FILE asks for, checking
+// that certificates name serverName (the address dialled when empty), or
+// nil when it is unset.
+func (e environment) tls(serverName string) (*tls.Config, error) {
+	caFile := e.lookup("REDIS_TLS_CA_FILE")
+	if caFile == "" {
+		return nil, nil
+	}
+	roots, err := loadCA(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: roots, ServerName: serverName, MinVersion: tls.VersionTLS12}, nil
+}
+
+// loadCA reads the PEM certificates of the CA file at path.
+func loadCA(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("memory: REDIS_TLS_CA_FILE: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("memory: REDIS_TLS_CA_FILE=%q holds no PEM certificate", path)
+	}
+	return roots, nil
 }
 
 // redactURL hides the password of rawURL, even when rawURL does not parse.

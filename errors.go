@@ -75,6 +75,12 @@ func opError(ctx context.Context, op, key string, err error) error {
 	return fmt.Errorf("memory: %s %q: %w", op, key, err)
 }
 
+// dropped reports whether err means the peer closed a connection it had
+// accepted.
+func dropped(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
 // unreachable reports whether err means the server could not be reached, as
 // opposed to a server that answered with a refusal.
 func unreachable(err error) bool {

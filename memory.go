@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,8 +84,8 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 		log:        c.logger,
 	}
 	if s.client == nil {
-		s.client, s.ownsClient = redis.NewClient(c.options), true
-		if err := s.probe(ctx, c.options.Addr); err != nil {
+		s.client, s.ownsClient = c.server.client(), true
+		if err := s.probe(ctx, c.server.addr()); err != nil {
 			s.client.Close()
 			return nil, err
 		}
@@ -95,12 +96,16 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 }
 
 // probe pings the server at addr, and returns an error if it refused the
-// client's configuration, or could not be reached with the queue off.
+// client's configuration, or could not be reached with the queue off. A
+// server that drops the connection it accepted, as a TLS port does with a
+// plain client, refuses the configuration.
 func (s *shared) probe(ctx context.Context, addr string) error {
 	err := s.client.Ping(s.bound(ctx)).Err()
 	switch {
 	case err == nil:
 		return nil
+	case ctx.Err() == nil && dropped(err):
+		return fmt.Errorf("memory: connect to %s: the server closed the connection during the handshake (a TLS port? use rediss://): %w", addr, err)
 	case ctx.Err() == nil && unreachable(err) && s.queue:
 		s.log.Warn("memory: server unreachable; starting offline", "addr", addr, "err", err)
 		return nil
@@ -351,11 +356,14 @@ func (m *Memory) Expire(ctx context.Context, name string, ttl time.Duration) err
 
 // Keys returns the sorted names that have a value. It lists only this
 // Memory's own names: not its scopes' keys, nor keys under the prefix that
-// are not valid names. While the server cannot be reached, it returns an
-// error wrapping ErrUnavailable.
+// are not valid names. On a cluster it scans every master. While the server
+// cannot be reached, it returns an error wrapping ErrUnavailable.
 func (m *Memory) Keys(ctx context.Context) ([]string, error) {
+	var mu sync.Mutex
 	names := []string{}
-	err := m.scan(ctx, "keys", func(keys []string) error {
+	err := m.scan(ctx, "keys", func(_ redis.Cmdable, keys []string) error {
+		mu.Lock()
+		defer mu.Unlock()
 		for _, key := range keys {
 			if name := key[len(m.prefix):]; nameFault(name) == "" {
 				names = append(names, name)
@@ -371,45 +379,69 @@ func (m *Memory) Keys(ctx context.Context) ([]string, error) {
 }
 
 // Clear removes every key under the prefix, its scopes' included, and
-// returns how many it removed. It scans and unlinks in batches, never
-// blocking the server with KEYS; on error, the count is of the keys removed
-// until then. Writes under the prefix still queued are dropped. While the
-// server cannot be reached, it returns an error wrapping ErrUnavailable.
+// returns how many it removed. It scans in batches, on every master of a
+// cluster, and unlinks each batch in one round trip, never blocking the
+// server as KEYS would; on error, the count is of the keys removed until
+// then. Writes under the prefix still queued are dropped. While the server
+// cannot be reached, it returns an error wrapping ErrUnavailable.
 func (m *Memory) Clear(ctx context.Context) (int, error) {
-	removed := 0
-	err := m.scan(ctx, "clear", func(keys []string) error {
-		n, err := m.s.client.Unlink(m.s.bound(ctx), keys...).Result()
-		removed += int(n)
-		return opError(ctx, "clear", m.prefix, err)
+	var removed atomic.Int64
+	err := m.scan(ctx, "clear", func(node redis.Cmdable, keys []string) error {
+		bctx := m.s.bound(ctx)
+		// One UNLINK per key: a cluster refuses one across slots.
+		cmds, err := node.Pipelined(bctx, func(p redis.Pipeliner) error {
+			for _, key := range keys {
+				p.Unlink(bctx, key)
+			}
+			return nil
+		})
+		for _, cmd := range cmds {
+			removed.Add(cmd.(*redis.IntCmd).Val())
+		}
+		return err
 	})
+	n := int(removed.Load())
 	if err != nil {
-		m.s.log.Warn("memory: clear failed", "prefix", m.prefix, "removed", removed, "err", err)
-		return removed, err
+		m.s.log.Warn("memory: clear failed", "prefix", m.prefix, "removed", n, "err", err)
+		return n, err
 	}
 	m.s.link.forget(m.prefix)
-	m.s.log.Info("memory: cleared", "prefix", m.prefix, "removed", removed)
-	return removed, nil
+	m.s.log.Info("memory: cleared", "prefix", m.prefix, "removed", n)
+	return n, nil
 }
 
-// scan calls fn with each page of keys under the prefix. The SCAN pattern
-// only narrows the scan; every key is checked against the prefix before fn
-// sees it.
-func (m *Memory) scan(ctx context.Context, op string, fn func(keys []string) error) error {
+// scan calls fn with each page of keys under the prefix and the node that
+// holds them: on a cluster, the pages of every master, concurrently. The
+// SCAN pattern only narrows the scan; every key is checked against the prefix
+// before fn sees it.
+func (m *Memory) scan(ctx context.Context, op string, fn func(node redis.Cmdable, keys []string) error) error {
 	if err := m.open(op); err != nil {
 		return err
 	}
+	var err error
+	if cluster, ok := m.s.client.(*redis.ClusterClient); ok {
+		err = cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return m.scanNode(ctx, node, fn)
+		})
+	} else {
+		err = m.scanNode(ctx, m.s.client, fn)
+	}
+	return opError(ctx, op, m.prefix, err)
+}
+
+func (m *Memory) scanNode(ctx context.Context, node redis.Cmdable, fn func(node redis.Cmdable, keys []string) error) error {
 	pattern := scanPattern(m.prefix)
 	var cursor uint64
 	for {
-		keys, next, err := m.s.client.Scan(m.s.bound(ctx), cursor, pattern, scanBatch).Result()
+		keys, next, err := node.Scan(m.s.bound(ctx), cursor, pattern, scanBatch).Result()
 		if err != nil {
-			return opError(ctx, op, m.prefix, err)
+			return err
 		}
 		keys = slices.DeleteFunc(keys, func(key string) bool {
 			return !strings.HasPrefix(key, m.prefix)
 		})
 		if len(keys) > 0 {
-			if err := fn(keys); err != nil {
+			if err := fn(node, keys); err != nil {
 				return err
 			}
 		}

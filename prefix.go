@@ -101,3 +101,26 @@ func scanPattern(prefix string) string {
 	b.WriteByte('*')
 	return b.String()
 }
+
+// hashTag returns the part of key that Redis Cluster hashes to choose its
+// slot: the text between the first '{' and the first '}' after it, when not
+// empty, and otherwise the whole key.
+func hashTag(key string) string {
+	if open := strings.IndexByte(key, '{'); open >= 0 {
+		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
+			return key[open+1 : open+1+end]
+		}
+	}
+	return key
+}
+
+// oneSlot reports whether the keys of entries share a hash tag, and so a
+// cluster slot.
+func oneSlot(entries []*entry) bool {
+	for _, e := range entries[1:] {
+		if hashTag(e.key) != hashTag(entries[0].key) {
+			return false
+		}
+	}
+	return true
+}

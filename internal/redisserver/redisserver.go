@@ -37,17 +37,31 @@ type Server struct {
 // unless args turn it on.
 func Start(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	path, err := exec.LookPath("redis-server")
+	return start(tb, freePort, args)
+}
+
+// lookPath returns the path of the command name, or skips the test, or fails
+// it when MEMORY_REQUIRE_REDIS=1, if name is not on PATH.
+func lookPath(tb testing.TB, name string) string {
+	tb.Helper()
+	path, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("MEMORY_REQUIRE_REDIS") == "1" {
-			tb.Fatalf("redis-server is required (MEMORY_REQUIRE_REDIS=1) but not on PATH: %v", err)
+			tb.Fatalf("%s is required (MEMORY_REQUIRE_REDIS=1) but not on PATH: %v", name, err)
 		}
-		tb.Skip("redis-server not on PATH: skipping the real-server test (install it, e.g. apt-get install redis-server)")
+		tb.Skipf("%s not on PATH: skipping the real-server test (install it: apt-get install redis-server)", name)
 	}
+	return path
+}
+
+func start(tb testing.TB, pickPort func(testing.TB) int, args []string) *Server {
+	tb.Helper()
+	path := lookPath(tb, "redis-server")
 	s := &Server{Dir: tb.TempDir(), tb: tb, args: args}
+	var err error
 	// A port found free can be taken before the server binds it: try again.
 	for attempt := 0; ; attempt++ {
-		s.Port = freePort(tb)
+		s.Port = pickPort(tb)
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
 		err = s.start(path)
 		if err == nil {
@@ -69,6 +83,16 @@ func freePort(tb testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// free reports whether the loopback port can be listened on.
+func free(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 func (s *Server) start(path string) error {
@@ -151,11 +175,7 @@ func (s *Server) Stop() {
 func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Stop()
-	path, err := exec.LookPath("redis-server")
-	if err == nil {
-		err = s.start(path)
-	}
-	if err != nil {
+	if err := s.start(lookPath(s.tb, "redis-server")); err != nil {
 		s.tb.Fatalf("restart redis-server on %s: %v", s.Addr, err)
 	}
 }

@@ -1,0 +1,87 @@
+package memory_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redis-memory/memory"
+	"github.com/redis-memory/memory/internal/redisserver"
+)
+
+// tenantACL is the ACL rule of a tenant user limited to its prefix, with the
+// commands the library needs (README, "ACL users per tenant").
+const tenantACL = "resetkeys resetchannels -@all +@connection " +
+	"+get +set +del +unlink +exists +pexpire +scan +eval +evalsha +multi +exec"
+
+// TestACLTenants gives two tenants a Redis user each, limited to its own
+// prefix: each works fully in its prefix, and is refused in the other's.
+func TestACLTenants(t *testing.T) {
+	srv := redisserver.Start(t)
+	admin := rawClient(t, srv.Addr)
+	for _, tenant := range []string{"tenant1", "tenant2"} {
+		args := []any{"ACL", "SETUSER", tenant}
+		for _, rule := range strings.Fields(tenantACL) {
+			args = append(args, rule)
+		}
+		args = append(args, "on", ">pw-"+tenant, "~"+tenant+":*")
+		require.NoError(t, admin.Do(ctx, args...).Err())
+	}
+	as := func(t *testing.T, user, prefix string) *memory.Memory {
+		t.Helper()
+		return newMemory(t, srv.Addr, memory.WithURL("redis://"+user+":pw-"+user+"@"+srv.Addr), memory.WithPrefix(prefix))
+	}
+
+	for _, tenant := range []string{"tenant1", "tenant2"} {
+		t.Run(tenant+" in its prefix", func(t *testing.T) {
+			m := as(t, tenant, tenant+":")
+			require.NoError(t, m.Set(ctx, "data", tenant+" data"))
+			requireValue(t, m, "data", tenant+" data")
+			ok, err := m.Has(ctx, "data")
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.NoError(t, m.Expire(ctx, "data", time.Hour))
+			require.NoError(t, memory.Update(ctx, m, "n", func(n *int) error { *n++; return nil }))
+			require.NoError(t, memory.ListOf[string](m, "list").Append(ctx, "x"))
+			require.NoError(t, memory.MapOf[int](m, "map").Set(ctx, "k", 1))
+			type state struct{ A, B int }
+			require.NoError(t, m.Save(ctx, &state{1, 2}))
+			var got state
+			require.NoError(t, m.Load(ctx, &got))
+			require.Equal(t, state{1, 2}, got)
+			names, err := m.Keys(ctx)
+			require.NoError(t, err)
+			require.Equal(t, []string{"A", "B", "data", "list", "map", "n"}, names)
+			require.NoError(t, m.Delete(ctx, "n"))
+		})
+	}
+
+	t.Run("tenant1 in tenant2's prefix", func(t *testing.T) {
+		m := as(t, "tenant1", "tenant2:")
+		for op, err := range map[string]error{
+			"Set":    m.Set(ctx, "data", "stolen"),
+			"Get":    m.Get(ctx, "data", new(string)),
+			"Delete": m.Delete(ctx, "data"),
+			"Update": memory.Update(ctx, m, "n", func(n *int) error { *n = 0; return nil }),
+			"Save":   m.Save(ctx, &struct{ A int }{9}),
+		} {
+			require.Error(t, err, op)
+			require.True(t, redis.IsPermissionError(err), "%s: %v", op, err)
+			require.NotErrorIs(t, err, memory.ErrUnavailable, op)
+		}
+		require.Zero(t, m.Pending(), "refusals are returned, never queued")
+		_, err := m.Clear(ctx)
+		require.True(t, redis.IsPermissionError(err), "%v", err)
+
+		// SCAN is not filtered by key permissions: the server shows every
+		// user the names of every key; it is the library that keeps a
+		// Memory to its own prefix.
+		names, err := m.Keys(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"A", "B", "data", "list", "map"}, names)
+		requireValue(t, as(t, "tenant2", "tenant2:"), "data", "tenant2 data")
+	})
+}

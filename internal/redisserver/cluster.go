@@ -1,0 +1,68 @@
+package redisserver
+
+import (
+	"context"
+	"math/rand/v2"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A Cluster is a Redis Cluster of masters without replicas, on loopback.
+type Cluster struct {
+	Addrs   []string // of the masters
+	Servers []*Server
+}
+
+// StartCluster starts a Redis Cluster of n masters with args appended to
+// each one's command line, spreads the slots over them with redis-cli
+// --cluster create, and waits until every node says the cluster is ok. The
+// servers stop when the test ends.
+func StartCluster(tb testing.TB, n int, args ...string) *Cluster {
+	tb.Helper()
+	cli := lookPath(tb, "redis-cli")
+	c := &Cluster{}
+	for range n {
+		srv := start(tb, clusterPort, append([]string{
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "5000",
+		}, args...))
+		c.Servers = append(c.Servers, srv)
+		c.Addrs = append(c.Addrs, srv.Addr)
+	}
+	create := exec.Command(cli, append(append([]string{"--cluster", "create"}, c.Addrs...),
+		"--cluster-replicas", "0", "--cluster-yes")...)
+	if out, err := create.CombinedOutput(); err != nil {
+		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	for _, addr := range c.Addrs {
+		client := redis.NewClient(&redis.Options{Addr: addr})
+		deadline := time.Now().Add(startTimeout)
+		for !strings.Contains(client.ClusterInfo(context.Background()).Val(), "cluster_state:ok") {
+			if time.Now().After(deadline) {
+				client.Close()
+				tb.Fatalf("cluster node %s not ok within %v", addr, startTimeout)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		client.Close()
+	}
+	return c
+}
+
+// clusterPort returns a free port whose cluster bus port, 10000 higher, is
+// free too.
+func clusterPort(tb testing.TB) int {
+	tb.Helper()
+	for range 100 {
+		if port := 20000 + rand.IntN(20000); free(port) && free(port+10000) {
+			return port
+		}
+	}
+	tb.Fatal("no free port pair for a cluster node")
+	return 0
+}
