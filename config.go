@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/joho/godotenv"
@@ -138,7 +139,7 @@ func newConfig(opts []Option) (*config, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		c.logger = defaultLogger(level)
 	}
 	if c.client == nil {
 		if c.server, err = env.server(c.url); err != nil {
@@ -333,6 +334,21 @@ func redactURL(rawURL string) string {
 		return scheme + "://xxxxx@" + rest[at+1:]
 	}
 	return rawURL
+}
+
+// defaultLoggers holds the default logger of each level, shared by every
+// Memory that logs at that level, so that a Memory per tenant costs no
+// logger.
+var defaultLoggers sync.Map // slog.Level → *slog.Logger
+
+// defaultLogger returns the logger that writes text to standard error at
+// level.
+func defaultLogger(level slog.Level) *slog.Logger {
+	if l, ok := defaultLoggers.Load(level); ok {
+		return l.(*slog.Logger)
+	}
+	l, _ := defaultLoggers.LoadOrStore(level, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	return l.(*slog.Logger)
 }
 
 // parseLevel parses MEMORY_LOG_LEVEL; WARNING, the Python library's name,

@@ -26,7 +26,7 @@ func StartCluster(tb testing.TB, n int, args ...string) *Cluster {
 	cli := lookPath(tb, "redis-cli")
 	c := &Cluster{}
 	for range n {
-		srv := start(tb, clusterPort, append([]string{
+		srv := start(tb, clusterPort, nil, append([]string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "5000",

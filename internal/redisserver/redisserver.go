@@ -6,6 +6,7 @@ package redisserver
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -28,8 +29,15 @@ type Server struct {
 
 	tb   testing.TB
 	args []string
+	tls  *TLS
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
+}
+
+// TLS is the configuration of a server that speaks TLS only.
+type TLS struct {
+	CertFile, KeyFile, CAFile string      // PEM files, absolute paths
+	Client                    *tls.Config // trusts the server, to check it is up
 }
 
 // Start starts redis-server on a free loopback port with args appended to
@@ -37,7 +45,15 @@ type Server struct {
 // unless args turn it on.
 func Start(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	return start(tb, freePort, args)
+	return start(tb, freePort, nil, args)
+}
+
+// StartTLS is Start for a server that accepts TLS connections only, on its
+// port, with the certificate of t. It does not ask clients for
+// certificates.
+func StartTLS(tb testing.TB, t TLS, args ...string) *Server {
+	tb.Helper()
+	return start(tb, freePort, &t, args)
 }
 
 // lookPath returns the path of the command name, or skips the test, or fails
@@ -54,10 +70,10 @@ func lookPath(tb testing.TB, name string) string {
 	return path
 }
 
-func start(tb testing.TB, pickPort func(testing.TB) int, args []string) *Server {
+func start(tb testing.TB, pickPort func(testing.TB) int, t *TLS, args []string) *Server {
 	tb.Helper()
 	path := lookPath(tb, "redis-server")
-	s := &Server{Dir: tb.TempDir(), tb: tb, args: args}
+	s := &Server{Dir: tb.TempDir(), tb: tb, args: args, tls: t}
 	var err error
 	// A port found free can be taken before the server binds it: try again.
 	for attempt := 0; ; attempt++ {
@@ -96,15 +112,23 @@ func free(port int) bool {
 }
 
 func (s *Server) start(path string) error {
-	args := append([]string{
-		"--port", strconv.Itoa(s.Port),
+	ports := []string{"--port", strconv.Itoa(s.Port)}
+	if s.tls != nil {
+		ports = []string{
+			"--port", "0", "--tls-port", strconv.Itoa(s.Port),
+			"--tls-cert-file", s.tls.CertFile, "--tls-key-file", s.tls.KeyFile,
+			"--tls-ca-cert-file", s.tls.CAFile, "--tls-auth-clients", "no",
+		}
+	}
+	args := append(ports,
 		"--bind", "127.0.0.1",
 		"--dir", s.Dir,
 		"--logfile", "redis.log",
 		"--save", "",
 		"--appendonly", "no",
 		"--daemonize", "no",
-	}, s.args...)
+	)
+	args = append(args, s.args...)
 	s.cmd = exec.Command(path, args...)
 	if err := s.cmd.Start(); err != nil {
 		return err
@@ -116,7 +140,7 @@ func (s *Server) start(path string) error {
 	}(s.cmd, s.done)
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if err := ping(s.Addr); err == nil {
+		if err := s.ping(); err == nil {
 			return nil
 		}
 		select {
@@ -131,10 +155,17 @@ func (s *Server) start(path string) error {
 	}
 }
 
-// ping reports an error unless a server at addr answers PING. A server that
-// is still loading its data answers -LOADING, which counts as not ready.
-func ping(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+// ping reports an error unless the server answers PING. A server that is
+// still loading its data answers -LOADING, which counts as not ready.
+func (s *Server) ping() error {
+	dialer := &net.Dialer{Timeout: time.Second}
+	var conn net.Conn
+	var err error
+	if s.tls != nil {
+		conn, err = tls.DialWithDialer(dialer, "tcp", s.Addr, s.tls.Client)
+	} else {
+		conn, err = dialer.Dial("tcp", s.Addr)
+	}
 	if err != nil {
 		return err
 	}
