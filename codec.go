@@ -60,6 +60,17 @@ func encode(name string, value any, lastModified int64) ([]byte, error) {
 	return bytes.Clone(e.buf.Bytes()), nil
 }
 
+// envelope returns the envelope of value, JSON kept byte for byte, stamped
+// with lastModified.
+func envelope(value []byte, lastModified int64) []byte {
+	b := make([]byte, 0, len(envelopeHead)+len(value)+len(envelopeMid)+20+len(envelopeTail))
+	b = append(b, envelopeHead...)
+	b = append(b, value...)
+	b = append(b, envelopeMid...)
+	b = strconv.AppendInt(b, lastModified, 10)
+	return append(b, envelopeTail...)
+}
+
 // stamp returns the last_modified of a stored string, 0 for a bare value or
 // a string that is not JSON.
 func stamp(stored []byte) int64 {

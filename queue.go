@@ -352,7 +352,7 @@ func (l *link) flush(ctx context.Context) error {
 		delete(l.pending, e.key)
 		l.mu.Unlock()
 
-		err := l.deliver(ctx, e)
+		_, err := l.deliver(ctx, e)
 		if err != nil && (unreachable(err) || ctx.Err() != nil || errors.Is(err, ErrConflict)) {
 			l.requeue(e)
 			return err
@@ -390,28 +390,29 @@ func (l *link) requeue(e *entry) {
 }
 
 // deliver writes e to the server with a compare-and-set, so that the check
-// of the server's value and the write are one atomic step.
-func (l *link) deliver(ctx context.Context, e *entry) error {
+// of the server's value and the write are one atomic step, and reports
+// whether it changed the server's value.
+func (l *link) deliver(ctx context.Context, e *entry) (bool, error) {
 	current, err := read(ctx, l.client, l.timeout, e.key)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for range updateAttempts {
 		next, ttl := e.apply(current, l.log)
 		if bytes.Equal(next, current) && (next == nil || e.expires.IsZero()) {
-			return nil // nothing to change
+			return false, nil // nothing to change
 		}
 		wrote, found, err := compareAndSet(ctx, l.client, l.timeout, e.key, current, next, ttl)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if wrote {
 			l.delivered(e.key, next, ttl)
-			return nil
+			return true, nil
 		}
 		current = found
 	}
-	return fmt.Errorf("%w: flush %q: %d attempts", ErrConflict, e.key, updateAttempts)
+	return false, fmt.Errorf("%w: flush %q: %d attempts", ErrConflict, e.key, updateAttempts)
 }
 
 // apply returns what e makes of current, the server's string for its key

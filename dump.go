@@ -1,0 +1,117 @@
+package memory
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A Record is a stored value and the stamp its writer gave it, as Dump
+// returns them and Restore takes them: the envelope, unwrapped. A bare value
+// has the stamp 0.
+type Record struct {
+	Value        json.RawMessage `json:"value"`
+	LastModified int64           `json:"last_modified"`
+}
+
+// Dump returns every value under the prefix, its scopes' included, keyed by
+// the key less the prefix ("conv_1:topic" for the name topic of the scope
+// conv_1). Values keep their bytes. It scans in batches, on every master of a
+// cluster, and reads each batch in one round trip. A key it cannot read (not
+// a string, or not JSON) is left out and reported in the returned error, a
+// *DecodeError joined with the others, while the rest is returned.
+func (m *Memory) Dump(ctx context.Context) (map[string]Record, error) {
+	var mu sync.Mutex
+	records := map[string]Record{}
+	var bad []error
+	err := m.scan(ctx, "dump", func(node redis.Cmdable, keys []string) error {
+		bctx := m.s.bound(ctx)
+		cmds, err := node.Pipelined(bctx, func(p redis.Pipeliner) error {
+			for _, key := range keys {
+				p.Get(bctx, key)
+			}
+			return nil
+		})
+		if err != nil && !isReply(err) {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for i, cmd := range cmds {
+			stored, err := cmd.(*redis.StringCmd).Bytes()
+			if errors.Is(err, redis.Nil) {
+				continue // removed since the scan saw it
+			}
+			var r Record
+			if err == nil {
+				r.Value, r.LastModified, err = unwrap(stored)
+			}
+			if err != nil {
+				bad = append(bad, &DecodeError{Key: keys[i], Err: err})
+				continue
+			}
+			records[keys[i][len(m.prefix):]] = r
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return records, errors.Join(bad...)
+}
+
+// unwrap returns the value and stamp of a stored string, checked to be JSON.
+func unwrap(stored []byte) (value []byte, lastModified int64, err error) {
+	if value, ts, ok := splitEnvelope(stored); ok && json.Valid(value) {
+		return value, ts, nil
+	}
+	return parseEnvelope(stored)
+}
+
+// Restore writes records, as Dump returns them, under the prefix, and returns
+// how many it wrote. The last writer wins, as when the offline queue is
+// flushed: a record is skipped when the server holds a strictly newer
+// last_modified for its key, unless force is true. Each record is checked and
+// written in one atomic step. A key must be a name, or names of scopes joined
+// by ':', and a value JSON; otherwise Restore writes nothing and returns an
+// error naming it.
+func (m *Memory) Restore(ctx context.Context, records map[string]Record, force bool) (int, error) {
+	if err := m.open("restore"); err != nil {
+		return 0, err
+	}
+	entries := make([]*entry, 0, len(records))
+	for key, r := range records {
+		why := textFault(key)
+		if key == "" {
+			why = "empty"
+		}
+		if why != "" {
+			return 0, fmt.Errorf("%w: restore %q: %s", ErrInvalidName, key, why)
+		}
+		if !json.Valid(r.Value) {
+			return 0, &DecodeError{Key: m.prefix + key, Err: errors.New("the value is not JSON")}
+		}
+		e := &entry{key: m.prefix + key, name: key, owner: m.s, base: baseValue, stamp: r.LastModified}
+		e.value = envelope(r.Value, r.LastModified)
+		if force {
+			e.stamp = math.MaxInt64
+		}
+		entries = append(entries, e)
+	}
+	written := 0
+	for _, e := range entries {
+		wrote, err := m.s.link.deliver(ctx, e)
+		if err != nil {
+			return written, opError(ctx, "restore", e.key, err)
+		}
+		if wrote {
+			written++
+		}
+	}
+	return written, nil
+}
