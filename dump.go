@@ -65,6 +65,14 @@ func (m *Memory) Dump(ctx context.Context) (map[string]Record, error) {
 	return records, errors.Join(bad...)
 }
 
+// RecordOf returns the record of a string stored by this library, the
+// Python library or any other writer: the envelope unwrapped, or a bare JSON
+// value with the stamp 0.
+func RecordOf(stored []byte) (Record, error) {
+	value, ts, err := unwrap(stored)
+	return Record{Value: value, LastModified: ts}, err
+}
+
 // unwrap returns the value and stamp of a stored string, checked to be JSON.
 func unwrap(stored []byte) (value []byte, lastModified int64, err error) {
 	if value, ts, ok := splitEnvelope(stored); ok && json.Valid(value) {

@@ -1,0 +1,361 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-memory/memory"
+)
+
+// A document is the JSON form of a dump.
+type document struct {
+	Prefix  string                   `json:"prefix"`
+	Records map[string]memory.Record `json:"records"`
+}
+
+func keys(ctx context.Context, c *cli, _ []string) error {
+	names, err := c.mem.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	records, err := c.mem.Dump(ctx)
+	if records == nil {
+		return err
+	}
+	cmds, err := c.mem.Client().Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, name := range names {
+			p.PTTL(ctx, c.mem.Prefix()+name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	type row struct {
+		Name  string `json:"name"`
+		Type  string `json:"type"`
+		TTLms int64  `json:"ttl_ms"` // -1: none
+	}
+	rows := make([]row, len(names))
+	for i, name := range names {
+		ttl := cmds[i].(*redis.DurationCmd).Val()
+		rows[i] = row{Name: name, Type: jsonType(records[name].Value), TTLms: -1}
+		if ttl > 0 {
+			rows[i].TTLms = ttl.Milliseconds()
+		}
+	}
+	if c.opts.json {
+		return json.NewEncoder(c.stdout).Encode(rows)
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tTYPE\tTTL")
+	for _, r := range rows {
+		ttl := "-"
+		if r.TTLms >= 0 {
+			ttl = (time.Duration(r.TTLms) * time.Millisecond).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", r.Name, r.Type, ttl)
+	}
+	return w.Flush()
+}
+
+// jsonType names the JSON type of value, "?" for a value it cannot read.
+func jsonType(value json.RawMessage) string {
+	if len(value) == 0 {
+		return "?"
+	}
+	switch value[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+func get(ctx context.Context, c *cli, args []string) error {
+	name := args[0]
+	record, stored, err := c.record(ctx, name)
+	if err != nil {
+		return err
+	}
+	if stored == nil {
+		return fmt.Errorf("%w: %q", memory.ErrNotFound, c.mem.Prefix()+name)
+	}
+	switch {
+	case c.opts.raw:
+		_, err = fmt.Fprintf(c.stdout, "%s\n", stored)
+	case c.opts.json:
+		err = json.NewEncoder(c.stdout).Encode(struct {
+			Name string `json:"name"`
+			memory.Record
+		}{name, record})
+	default:
+		var pretty bytes.Buffer
+		if err := json.Indent(&pretty, record.Value, "", "  "); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(c.stdout, pretty.String())
+	}
+	return err
+}
+
+// record returns the record of name and the string stored at its key, nil
+// when there is none.
+func (c *cli) record(ctx context.Context, name string) (memory.Record, []byte, error) {
+	if _, err := c.mem.Has(ctx, name); err != nil { // checks the name
+		return memory.Record{}, nil, err
+	}
+	key := c.mem.Prefix() + name
+	stored, err := c.mem.Client().Get(ctx, key).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return memory.Record{}, nil, nil
+	case err != nil:
+		return memory.Record{}, nil, fmt.Errorf("memory: get %q: %w", key, err)
+	}
+	record, err := memory.RecordOf(stored)
+	if err != nil {
+		return memory.Record{}, nil, &memory.DecodeError{Key: key, Err: err}
+	}
+	return record, stored, nil
+}
+
+func set(ctx context.Context, c *cli, args []string) error {
+	if !json.Valid([]byte(args[1])) {
+		return usageError{fmt.Sprintf("the value of %q is not JSON: %q (quote strings: '\"text\"')", args[0], args[1])}
+	}
+	return c.mem.Set(ctx, args[0], json.RawMessage(args[1]))
+}
+
+func del(ctx context.Context, c *cli, args []string) error {
+	for _, name := range args {
+		if err := c.mem.Delete(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func expire(ctx context.Context, c *cli, args []string) error {
+	ttl, err := time.ParseDuration(args[1])
+	if err != nil {
+		return usageError{fmt.Sprintf("DURATION %q: %v", args[1], err)}
+	}
+	return c.mem.Expire(ctx, args[0], ttl)
+}
+
+func clear(ctx context.Context, c *cli, _ []string) error {
+	prefix := c.mem.Prefix()
+	if !c.opts.yes || c.opts.dryRun {
+		keys, err := c.allKeys(ctx)
+		if err != nil {
+			return err
+		}
+		if c.opts.dryRun {
+			return c.report(map[string]any{"prefix": prefix, "keys": keys, "deleted": 0}, func() {
+				for _, key := range keys {
+					fmt.Fprintln(c.stdout, key)
+				}
+				fmt.Fprintf(c.stdout, "would delete %d keys under %q\n", len(keys), prefix)
+			})
+		}
+		fmt.Fprintf(c.stderr, "Delete %d keys under %q? [y/N] ", len(keys), prefix)
+		answer, _ := bufio.NewReader(c.stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			return fmt.Errorf("memory: clear %q: not confirmed; nothing deleted (--yes skips the question)", prefix)
+		}
+	}
+	c.progress("clearing %q...", prefix)
+	n, err := c.mem.Clear(ctx)
+	if err != nil {
+		return err
+	}
+	return c.report(map[string]any{"prefix": prefix, "deleted": n}, func() {
+		fmt.Fprintf(c.stdout, "deleted %d keys under %q\n", n, prefix)
+	})
+}
+
+// allKeys returns every key under the prefix, scopes' and unreadable ones
+// included, sorted.
+func (c *cli) allKeys(ctx context.Context) ([]string, error) {
+	records, err := c.mem.Dump(ctx)
+	if records == nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(records))
+	for name := range records {
+		keys = append(keys, c.mem.Prefix()+name)
+	}
+	for _, e := range unwrapAll(err) {
+		if de := (*memory.DecodeError)(nil); errors.As(e, &de) {
+			keys = append(keys, de.Key)
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// unwrapAll returns the errors joined in err.
+func unwrapAll(err error) []error {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		return joined.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}
+
+func dump(ctx context.Context, c *cli, _ []string) error {
+	c.progress("dumping %q...", c.mem.Prefix())
+	records, dumpErr := c.mem.Dump(ctx)
+	if records == nil {
+		return dumpErr
+	}
+	out := c.stdout
+	if c.opts.output != "" {
+		f, err := os.Create(c.opts.output)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		out = f
+	}
+	if err := writeDocument(out, c.mem.Prefix(), records); err != nil {
+		return err
+	}
+	c.progress("dumped %d records", len(records))
+	return dumpErr
+}
+
+// writeDocument writes the dump of records as JSON, each value byte for byte
+// as stored (json.Marshal would compact it), one record a line.
+func writeDocument(w io.Writer, prefix string, records map[string]memory.Record) error {
+	quote := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "{\n  \"prefix\": %s,\n  \"records\": {", quote(prefix))
+	names := make([]string, 0, len(records))
+	for name := range records {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for i, name := range names {
+		if i > 0 {
+			bw.WriteString(",")
+		}
+		r := records[name]
+		fmt.Fprintf(bw, "\n    %s: {\"value\": %s, \"last_modified\": %d}", quote(name), r.Value, r.LastModified)
+	}
+	if len(names) > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteString("}\n}\n")
+	return bw.Flush()
+}
+
+func restore(ctx context.Context, c *cli, args []string) error {
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		return err
+	}
+	var doc document
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("memory: restore: %s is not a dump: %w", args[0], err)
+	}
+	c.progress("restoring %d records under %q...", len(doc.Records), c.mem.Prefix())
+	n, err := c.mem.Restore(ctx, doc.Records, c.opts.force)
+	if err != nil {
+		return err
+	}
+	return c.report(map[string]any{"prefix": c.mem.Prefix(), "records": len(doc.Records), "written": n}, func() {
+		fmt.Fprintf(c.stdout, "restored %d of %d records under %q (the others are unchanged or newer on the server)\n",
+			n, len(doc.Records), c.mem.Prefix())
+	})
+}
+
+func watch(ctx context.Context, c *cli, args []string) error {
+	last := map[string]string{}
+	ticker := time.NewTicker(c.opts.interval)
+	defer ticker.Stop()
+	for {
+		for _, name := range args {
+			record, stored, err := c.record(ctx, name)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if prev, seen := last[name]; seen && prev == string(stored) || !seen && stored == nil {
+				last[name] = string(stored)
+				continue
+			}
+			last[name] = string(stored)
+			c.change(name, record, stored != nil)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// change prints one change that watch saw.
+func (c *cli) change(name string, r memory.Record, present bool) {
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	if c.opts.json {
+		json.NewEncoder(c.stdout).Encode(struct {
+			Time    string          `json:"time"`
+			Name    string          `json:"name"`
+			Deleted bool            `json:"deleted,omitempty"`
+			Value   json.RawMessage `json:"value,omitempty"`
+			Stamp   int64           `json:"last_modified,omitempty"`
+		}{now, name, !present, r.Value, r.LastModified})
+		return
+	}
+	if !present {
+		fmt.Fprintf(c.stdout, "%s %s deleted\n", now, name)
+		return
+	}
+	written := time.Unix(0, r.LastModified).UTC().Format(time.RFC3339Nano)
+	fmt.Fprintf(c.stdout, "%s %s = %s (written %s)\n", now, name, r.Value, written)
+}
+
+// report prints v as JSON with --json, and calls human otherwise.
+func (c *cli) report(v any, human func()) error {
+	if c.opts.json {
+		return json.NewEncoder(c.stdout).Encode(v)
+	}
+	human()
+	return nil
+}
+
+// progress tells a person at a terminal what a long command is doing; it
+// prints nothing when standard error is not a terminal.
+func (c *cli) progress(format string, args ...any) {
+	if f, ok := c.stderr.(*os.File); ok {
+		if info, err := f.Stat(); err == nil && info.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintf(f, format+"\n", args...)
+		}
+	}
+}

@@ -1,0 +1,308 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redis-memory/memory"
+	"github.com/redis-memory/memory/internal/redisserver"
+)
+
+var (
+	ctx = context.Background()
+	bin string // the memory command, built by TestMain
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "memory-cmd")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "memory")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		panic(fmt.Sprintf("build: %v\n%s", err, out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// eachServer runs fn on a fresh miniredis and on a fresh real redis-server.
+func eachServer(t *testing.T, fn func(t *testing.T, addr string)) {
+	t.Helper()
+	t.Run("miniredis", func(t *testing.T) { fn(t, miniredis.RunT(t).Addr()) })
+	t.Run("redis-server", func(t *testing.T) { fn(t, redisserver.Start(t).Addr) })
+}
+
+// result is what one run of the command did.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs the command with args against the server at addr, with stdin,
+// in an empty directory and an environment free of REDIS_ variables.
+func run(t *testing.T, addr, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--url", "redis://" + addr}, args...)...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = cleanEnv()
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if exit, ok := err.(*exec.ExitError); ok {
+		code = exit.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return result{code, stdout.String(), stderr.String()}
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REDIS_") && !strings.HasPrefix(kv, "MEMORY_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// ok runs the command and requires it to succeed.
+func ok(t *testing.T, addr string, args ...string) string {
+	t.Helper()
+	r := run(t, addr, "", args...)
+	require.Equal(t, 0, r.code, "memory %v: %s", args, r.stderr)
+	return r.stdout
+}
+
+func newMemory(t *testing.T, addr, prefix string) *memory.Memory {
+	t.Helper()
+	m, err := memory.New(ctx, memory.WithURL("redis://"+addr), memory.WithPrefix(prefix))
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func TestSetGetKeysDelExpire(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		p := "--prefix=app:"
+		ok(t, addr, p, "set", "settings", `{"theme": "dark", "volume": 0.75}`)
+		ok(t, addr, p, "set", "--ttl", "1h", "session", `"abc"`)
+		ok(t, addr, p, "set", "count", "3")
+		ok(t, addr, p, "--scope", "conv_1", "set", "topic", `"weather"`)
+
+		m := newMemory(t, addr, "app:")
+		var s struct{ Theme string }
+		require.NoError(t, m.Get(ctx, "settings", &s), "written in the library's envelope")
+		require.Equal(t, "dark", s.Theme)
+
+		require.Equal(t, "{\n  \"theme\": \"dark\",\n  \"volume\": 0.75\n}\n", ok(t, addr, p, "get", "settings"))
+		raw := ok(t, addr, p, "get", "--raw", "count")
+		require.Regexp(t, `^\{"value": 3, "last_modified": \d+\}\n$`, raw)
+		var rec struct {
+			Name         string
+			Value        json.RawMessage
+			LastModified int64 `json:"last_modified"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(ok(t, addr, p, "--json", "get", "count")), &rec))
+		require.Equal(t, "count", rec.Name)
+		require.JSONEq(t, "3", string(rec.Value))
+		require.Positive(t, rec.LastModified)
+
+		golden := "NAME      TYPE    TTL\n" +
+			"count     number  -\n" +
+			"session   string  1h0m0s\n" +
+			"settings  object  -\n"
+		require.Equal(t, golden, ok(t, addr, p, "keys"))
+		var rows []struct {
+			Name, Type string
+			TTLms      int64 `json:"ttl_ms"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(ok(t, addr, p, "keys", "--json")), &rows))
+		require.Len(t, rows, 3)
+		require.Equal(t, "session", rows[1].Name)
+		require.Greater(t, rows[1].TTLms, int64(3500_000))
+		require.Equal(t, int64(-1), rows[0].TTLms)
+		require.Equal(t, "NAME   TYPE    TTL\ntopic  string  -\n", ok(t, addr, p, "--scope", "conv_1", "keys"))
+
+		ok(t, addr, p, "expire", "count", "90s")
+		ok(t, addr, p, "del", "count", "session", "absent")
+		names, err := m.Keys(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"settings"}, names)
+	})
+}
+
+func TestExitCodes(t *testing.T) {
+	addr := miniredis.RunT(t).Addr()
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		mentions string
+	}{
+		{"help", []string{"get", "--help"}, 0, "Example:"},
+		{"no command", nil, 2, "Commands:"},
+		{"unknown command", []string{"fetch"}, 2, `unknown command "fetch"`},
+		{"unknown flag", []string{"keys", "--nope"}, 2, "-nope"},
+		{"missing argument", []string{"get"}, 2, "want NAME"},
+		{"invalid JSON", []string{"set", "x", "{nope"}, 2, `"x" is not JSON`},
+		{"bare word", []string{"set", "x", "text"}, 2, "quote strings"},
+		{"bad duration", []string{"expire", "x", "soon"}, 2, `DURATION "soon"`},
+		{"bad scope", []string{"--scope", "a b", "keys"}, 2, `--scope "a b"`},
+		{"invalid name", []string{"get", "a:b"}, 1, "invalid name"},
+		{"not found", []string{"get", "absent"}, 1, `not found: "memory:absent"`},
+		{"expire absent", []string{"expire", "absent", "1m"}, 1, "not found"},
+		{"bad prefix", []string{"--prefix", "nocolon", "keys"}, 1, "invalid prefix"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := run(t, addr, "", tt.args...)
+			require.Equal(t, tt.code, r.code, "stdout %q stderr %q", r.stdout, r.stderr)
+			require.Contains(t, r.stderr, tt.mentions)
+		})
+	}
+	require.Empty(t, miniredisKeys(t, addr), "nothing was written")
+
+	down := run(t, "127.0.0.1:1", "", "keys")
+	require.Equal(t, 1, down.code)
+	require.Contains(t, down.stderr, "server unavailable")
+}
+
+func miniredisKeys(t *testing.T, addr string) []string {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	keys, err := c.Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	return keys
+}
+
+func TestClear(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		mine, theirs := newMemory(t, addr, "a*:"), newMemory(t, addr, "ab:")
+		for i := range 5 {
+			require.NoError(t, mine.Set(ctx, fmt.Sprint("k", i), i))
+			require.NoError(t, theirs.Set(ctx, fmt.Sprint("k", i), i))
+		}
+		p := "--prefix=a*:"
+
+		dry := ok(t, addr, p, "clear", "--dry-run")
+		require.Equal(t, "a*:k0\na*:k1\na*:k2\na*:k3\na*:k4\nwould delete 5 keys under \"a*:\"\n", dry)
+		names, _ := mine.Keys(ctx)
+		require.Len(t, names, 5, "--dry-run deletes nothing")
+
+		refused := run(t, addr, "", p, "clear")
+		require.Equal(t, 1, refused.code, "empty stdin is no confirmation")
+		require.Contains(t, refused.stderr, `Delete 5 keys under "a*:"? [y/N]`)
+		require.Contains(t, refused.stderr, "nothing deleted")
+		names, _ = mine.Keys(ctx)
+		require.Len(t, names, 5)
+
+		confirmed := run(t, addr, "y\n", p, "clear")
+		require.Equal(t, 0, confirmed.code, confirmed.stderr)
+		require.Equal(t, "deleted 5 keys under \"a*:\"\n", confirmed.stdout)
+		names, _ = mine.Keys(ctx)
+		require.Empty(t, names)
+		names, _ = theirs.Keys(ctx)
+		require.Len(t, names, 5, "the glob-like prefix leaves ab: untouched")
+
+		var report struct {
+			Prefix  string
+			Deleted int
+		}
+		require.NoError(t, json.Unmarshal([]byte(ok(t, addr, "--prefix=ab:", "--json", "clear", "--yes")), &report))
+		require.Equal(t, 5, report.Deleted)
+	})
+}
+
+func TestDumpClearRestore(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		raw := redis.NewClient(&redis.Options{Addr: addr})
+		defer raw.Close()
+		stored := map[string]string{
+			"app:python":     `{"value": {"a": [1, 2], "b": "x y"}, "last_modified": 1732838400123456789}`,
+			"app:go":         `{"value": {"a":[1,2]}, "last_modified": 1732838400000000001}`,
+			"app:conv:topic": `{"value": "weather", "last_modified": 7}`,
+			"app:bare":       `[1,  2]`,
+		}
+		for key, s := range stored {
+			require.NoError(t, raw.Set(ctx, key, s, 0).Err())
+		}
+		file := filepath.Join(t.TempDir(), "dump.json")
+		ok(t, addr, "--prefix=app:", "dump", "-o", file)
+		var doc struct {
+			Prefix  string
+			Records map[string]memory.Record
+		}
+		data, err := os.ReadFile(file)
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(data, &doc))
+		require.Equal(t, "app:", doc.Prefix)
+		require.Len(t, doc.Records, 4)
+		require.Equal(t, ok(t, addr, "--prefix=app:", "dump"), string(data), "stdout and -o write the same")
+
+		r := run(t, addr, "", "--prefix=app:", "clear", "--yes")
+		require.Equal(t, 0, r.code)
+		require.Empty(t, r.stderr, "no progress when standard error is no terminal")
+		require.Empty(t, miniredisKeys(t, addr))
+		out := ok(t, addr, "--prefix=app:", "restore", file)
+		require.Equal(t, "restored 4 of 4 records under \"app:\" (the others are unchanged or newer on the server)\n", out)
+		for key, s := range stored {
+			got := raw.Get(ctx, key).Val()
+			if key == "app:bare" {
+				require.Equal(t, `{"value": [1,  2], "last_modified": 0}`, got, "a bare value comes back enveloped")
+				continue
+			}
+			require.Equal(t, s, got, "byte for byte: %s", key)
+		}
+
+		newer := fmt.Sprintf(`{"value": "newer", "last_modified": %d}`, time.Now().UnixNano())
+		require.NoError(t, raw.Set(ctx, "app:go", newer, 0).Err())
+		require.Contains(t, ok(t, addr, "--prefix=app:", "restore", file), "restored 0 of 4")
+		require.Equal(t, newer, raw.Get(ctx, "app:go").Val(), "a newer value is kept")
+		require.Contains(t, ok(t, addr, "--prefix=app:", "restore", "--force", file), "restored 1 of 4")
+		require.Equal(t, stored["app:go"], raw.Get(ctx, "app:go").Val())
+	})
+}
+
+func TestWatch(t *testing.T) {
+	addr := miniredis.RunT(t).Addr()
+	m := newMemory(t, addr, "memory:")
+	require.NoError(t, m.Set(ctx, "status", "starting"))
+
+	cmd := exec.Command(bin, "--url", "redis://"+addr, "watch", "--interval", "20ms", "status")
+	cmd.Env = cleanEnv()
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	lines := bufio.NewScanner(stdout)
+
+	require.True(t, lines.Scan())
+	require.Regexp(t, `^\S+ status = "starting" \(written \S+\)$`, lines.Text())
+	require.NoError(t, m.Set(ctx, "status", "running"))
+	require.True(t, lines.Scan())
+	require.Contains(t, lines.Text(), `status = "running"`)
+	require.NoError(t, m.Delete(ctx, "status"))
+	require.True(t, lines.Scan())
+	require.Regexp(t, `^\S+ status deleted$`, lines.Text())
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	require.NoError(t, cmd.Wait(), "an interrupt ends watch with success")
+}
