@@ -265,8 +265,10 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 		return err
 	}
 	now := time.Now().UnixNano()
-	entries := make([]*entry, 0, len(fields))
-	for _, f := range fields {
+	keys := keysOf(m.prefix, fields)
+	var saved []int // the indexes of the fields written
+	var values [][]byte
+	for i, f := range fields {
 		fv, err := v.FieldByIndexErr(f.index)
 		if err != nil || f.omitEmpty && isEmpty(fv) {
 			continue // behind a nil embedded pointer, or empty
@@ -279,34 +281,17 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 			err.(*EncodeError).Type = fv.Type()
 			return err
 		}
-		entries = append(entries, &entry{
-			key: m.prefix + f.name, name: f.name, owner: m.s,
-			base: baseValue, value: stored, stamp: now,
-			local: &known{stored, m.s.expiry()},
-		})
+		saved, values = append(saved, i), append(values, stored)
 	}
-	if len(entries) == 0 {
+	if len(saved) == 0 {
 		return nil
 	}
+	expires := m.s.expiry()
 	if !m.queueing() {
-		bctx := m.s.bound(ctx)
-		// A cluster runs a transaction only on keys of one slot, which a
-		// hash tag in the prefix ensures; otherwise the writes are atomic
-		// one by one.
-		pipe := m.s.client.TxPipeline()
-		if _, cluster := m.s.client.(*redis.ClusterClient); cluster && !oneSlot(entries) {
-			pipe = m.s.client.Pipeline()
-		}
-		for _, e := range entries {
-			pipe.Set(bctx, e.key, e.value, m.s.ttl)
-		}
-		cmds, err := pipe.Exec(bctx)
-		if cause := firstError(cmds); redis.IsExecAbortError(err) && cause != nil {
-			err = cause // why the transaction was discarded
-		}
+		err := m.saveAll(ctx, keys, saved, values)
 		if err == nil {
-			for _, e := range entries {
-				m.s.link.remember(e.key, e.value, e.local.expires)
+			for j, i := range saved {
+				m.s.link.remember(keys[i], values[j], expires)
 			}
 			return nil
 		}
@@ -314,7 +299,55 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 			return opError(ctx, "save", m.prefix, err)
 		}
 	}
+	entries := make([]*entry, len(saved))
+	for j, i := range saved {
+		entries[j] = &entry{
+			key: keys[i], name: fields[i].name, owner: m.s,
+			base: baseValue, value: values[j], stamp: now,
+			local: &known{values[j], expires},
+		}
+	}
 	return m.s.link.enqueue(m.s, entries...)
+}
+
+// saveAll writes values[j] under keys[saved[j]] in one round trip: one
+// transaction, unless the client is a cluster and the keys span slots, where
+// a transaction cannot run; the writes are then atomic one by one. A prefix
+// with a hash tag keeps a Memory's keys in one slot.
+func (m *Memory) saveAll(ctx context.Context, keys []string, saved []int, values [][]byte) error {
+	bctx := m.s.bound(ctx)
+	pipe := m.s.client.TxPipeline()
+	if _, cluster := m.s.client.(*redis.ClusterClient); cluster && !oneSlot(keys) {
+		pipe = m.s.client.Pipeline()
+	}
+	for j, i := range saved {
+		pipe.Set(bctx, keys[i], values[j], m.s.ttl)
+	}
+	cmds, err := pipe.Exec(bctx)
+	if cause := firstError(cmds); redis.IsExecAbortError(err) && cause != nil {
+		err = cause // why the transaction was discarded
+	}
+	return err
+}
+
+// keysOf returns the key of each field under prefix, all in one allocation.
+func keysOf(prefix string, fields []boundField) []string {
+	size := 0
+	for _, f := range fields {
+		size += len(prefix) + len(f.name)
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, f := range fields {
+		b.WriteString(prefix)
+		b.WriteString(f.name)
+	}
+	all, keys := b.String(), make([]string, len(fields))
+	for i, f := range fields {
+		n := len(prefix) + len(f.name)
+		keys[i], all = all[:n], all[n:]
+	}
+	return keys
 }
 
 // firstError returns the first error of cmds that is not EXECABORT.
@@ -357,19 +390,20 @@ func (m *Memory) Load(ctx context.Context, dst any) error {
 	if len(fields) == 0 {
 		return nil
 	}
+	keys := keysOf(m.prefix, fields)
 	var cause error
 	if !m.queueing() {
 		bctx := m.s.bound(ctx)
 		pipe := m.s.client.Pipeline()
 		cmds := make([]*redis.StringCmd, len(fields))
-		for i, f := range fields {
-			cmds[i] = pipe.Get(bctx, m.prefix+f.name)
+		for i, key := range keys {
+			cmds[i] = pipe.Get(bctx, key)
 		}
 		// Exec reports the first failed command, a miss included: only an
 		// error that is no reply of the server's fails them all.
 		_, err := pipe.Exec(bctx)
 		if err == nil || isReply(err) {
-			return m.fill(v, fields, func(i int, key string) ([]byte, error) {
+			return m.fill(v, fields, keys, func(i int, key string) ([]byte, error) {
 				data, err := cmds[i].Bytes()
 				switch {
 				case errors.Is(err, redis.Nil):
@@ -387,7 +421,7 @@ func (m *Memory) Load(ctx context.Context, dst any) error {
 		cause = err
 	}
 	unknown := 0
-	err = m.fill(v, fields, func(_ int, key string) ([]byte, error) {
+	err = m.fill(v, fields, keys, func(_ int, key string) ([]byte, error) {
 		k, ok := m.s.link.recall(key)
 		if !ok {
 			unknown++
@@ -400,12 +434,13 @@ func (m *Memory) Load(ctx context.Context, dst any) error {
 	return err
 }
 
-// fill decodes into the fields of struct v the strings value returns for
-// them (nil: none, the field left as it is), and joins the errors.
-func (m *Memory) fill(v reflect.Value, fields []boundField, value func(i int, key string) ([]byte, error)) error {
+// fill decodes into the fields of struct v, whose keys are keys, the strings
+// value returns for them (nil: none, the field left as it is), and joins the
+// errors.
+func (m *Memory) fill(v reflect.Value, fields []boundField, keys []string, value func(i int, key string) ([]byte, error)) error {
 	var errs []error
 	for i, f := range fields {
-		key := m.prefix + f.name
+		key := keys[i]
 		data, err := value(i, key)
 		switch {
 		case redis.HasErrorPrefix(err, "WRONGTYPE"):

@@ -114,11 +114,10 @@ func hashTag(key string) string {
 	return key
 }
 
-// oneSlot reports whether the keys of entries share a hash tag, and so a
-// cluster slot.
-func oneSlot(entries []*entry) bool {
-	for _, e := range entries[1:] {
-		if hashTag(e.key) != hashTag(entries[0].key) {
+// oneSlot reports whether keys share a hash tag, and so a cluster slot.
+func oneSlot(keys []string) bool {
+	for _, key := range keys[1:] {
+		if hashTag(key) != hashTag(keys[0]) {
 			return false
 		}
 	}

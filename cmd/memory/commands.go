@@ -184,8 +184,11 @@ func clear(ctx context.Context, c *cli, _ []string) error {
 			return fmt.Errorf("memory: clear %q: not confirmed; nothing deleted (--yes skips the question)", prefix)
 		}
 	}
-	c.progress("clearing %q...", prefix)
-	n, err := c.mem.Clear(ctx)
+	var n int
+	err := c.during(fmt.Sprintf("clearing %q", prefix), func() (err error) {
+		n, err = c.mem.Clear(ctx)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -226,8 +229,11 @@ func unwrapAll(err error) []error {
 }
 
 func dump(ctx context.Context, c *cli, _ []string) error {
-	c.progress("dumping %q...", c.mem.Prefix())
-	records, dumpErr := c.mem.Dump(ctx)
+	var records map[string]memory.Record
+	dumpErr := c.during(fmt.Sprintf("dumping %q", c.mem.Prefix()), func() (err error) {
+		records, err = c.mem.Dump(ctx)
+		return err
+	})
 	if records == nil {
 		return dumpErr
 	}
@@ -243,7 +249,6 @@ func dump(ctx context.Context, c *cli, _ []string) error {
 	if err := writeDocument(out, c.mem.Prefix(), records); err != nil {
 		return err
 	}
-	c.progress("dumped %d records", len(records))
 	return dumpErr
 }
 
@@ -281,8 +286,11 @@ func restore(ctx context.Context, c *cli, args []string) error {
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return fmt.Errorf("memory: restore: %s is not a dump: %w", args[0], err)
 	}
-	c.progress("restoring %d records under %q...", len(doc.Records), c.mem.Prefix())
-	n, err := c.mem.Restore(ctx, doc.Records, c.opts.force)
+	var n int
+	err = c.during(fmt.Sprintf("restoring %d records under %q", len(doc.Records), c.mem.Prefix()), func() (err error) {
+		n, err = c.mem.Restore(ctx, doc.Records, c.opts.force)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -350,12 +358,33 @@ func (c *cli) report(v any, human func()) error {
 	return nil
 }
 
-// progress tells a person at a terminal what a long command is doing; it
-// prints nothing when standard error is not a terminal.
-func (c *cli) progress(format string, args ...any) {
-	if f, ok := c.stderr.(*os.File); ok {
-		if info, err := f.Stat(); err == nil && info.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprintf(f, format+"\n", args...)
-		}
+// during runs fn, which does what doing says, and while it runs tells a
+// person at a terminal, every half second, how long it has been running.
+// With standard error not a terminal it prints nothing.
+func (c *cli) during(doing string, fn func() error) error {
+	f, ok := c.stderr.(*os.File)
+	if !ok {
+		return fn()
 	}
+	if info, err := f.Stat(); err != nil || info.Mode()&os.ModeCharDevice == 0 {
+		return fn()
+	}
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		ticker := time.NewTicker(500 * time.Millisecond)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ticker.C:
+				fmt.Fprintf(f, "\r%s... %v", doing, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	err := fn()
+	close(done)
+	fmt.Fprintf(f, "\r%s: done in %v\n", doing, time.Since(start).Round(time.Millisecond))
+	return err
 }
