@@ -53,12 +53,13 @@ var errUnchanged = errors.New("memory: unchanged")
 //	err := memory.Update(ctx, m, "visits", func(n *int) error { *n++; return nil })
 //
 // Update reads the value, applies fn and writes the result only if no other
-// writer changed the value meanwhile (a compare-and-set, two round trips when
-// uncontended). On a first conflict it retries at once from the value the
-// compare-and-set found, in one round trip; on later ones it pauses for a
-// short random time that grows with each conflict, reads again and retries,
-// and gives up with an error wrapping ErrConflict after 64 attempts or when
-// ctx ends.
+// writer changed the value meanwhile: a compare-and-set, after a read unless
+// this process knows the value from its last read or write, so one or two
+// round trips when uncontended. On a first conflict it retries at once from
+// the value the compare-and-set found, in one round trip; on later ones it
+// pauses for a short random time that grows with each conflict, reads again
+// and retries, and gives up with an error wrapping ErrConflict after 64
+// attempts or when ctx ends.
 //
 // While the server cannot be reached, fn runs on the value this process
 // knows, if it knows one, and the change is queued, to be replayed at flush
@@ -111,12 +112,20 @@ func update[T, R any](ctx context.Context, m *Memory, op, name string, needKnown
 	if m.queueing() {
 		return queueUpdate(m, op, key, name, needKnown, apply, nil)
 	}
-	stored, err := m.read(ctx, key)
-	if err != nil {
-		if m.lostWith(ctx, err) {
-			return queueUpdate(m, op, key, name, needKnown, apply, nil)
+	// Start from the value this process last read or wrote, if it knows
+	// one: when no one else wrote since, the update takes one round trip,
+	// and when someone did, the compare-and-set returns their value, as a
+	// read would have.
+	k, ok := m.s.link.recall(key)
+	stored := k.stored
+	if !ok {
+		var err error
+		if stored, err = m.read(ctx, key); err != nil {
+			if m.lostWith(ctx, err) {
+				return queueUpdate(m, op, key, name, needKnown, apply, nil)
+			}
+			return zero, readError(ctx, op, key, err)
 		}
-		return zero, readError(ctx, op, key, err)
 	}
 	backoff := updateBackoffMin
 	for attempt := 1; ; attempt++ {
