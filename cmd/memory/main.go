@@ -10,6 +10,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -165,7 +166,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return parseExit(err)
 	}
 	if !cmd.nargs(fs.NArg()) {
-		fmt.Fprintf(stderr, "memory %s: wrong number of arguments: want %s\n", cmd.name, cmp(cmd.args, "none"))
+		fmt.Fprintf(stderr, "memory %s: wrong number of arguments: want %s\n", cmd.name, cmp.Or(cmd.args, "none"))
 		fs.Usage()
 		return exitUsage
 	}
@@ -217,13 +218,6 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 }
 
 func capitalize(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
-
-func cmp(s, otherwise string) string {
-	if s == "" {
-		return otherwise
-	}
-	return s
-}
 
 // open makes the Memory the flags describe. The offline queue is off: a
 // tool must not report success for a write that has not reached the server.
