@@ -116,37 +116,43 @@ func TestSaveIsOneTransaction(t *testing.T) {
 // reads all its keys at once: no read sees two versions mixed.
 func TestSaveAtomicForReaders(t *testing.T) {
 	eachServer(t, func(t *testing.T, addr string) {
-		type triple struct{ A, B, C int }
-		m := newMemory(t, addr)
-		raw := rawClient(t, addr)
-		require.NoError(t, m.Save(ctx, &triple{}))
-
-		done := make(chan error)
-		go func() {
-			defer close(done)
-			for i := 1; i <= 300; i++ {
-				if err := m.Save(ctx, &triple{i, i, i}); err != nil {
-					done <- err
-					return
-				}
-			}
-		}()
-		for reading := true; reading; {
-			select {
-			case err := <-done:
-				require.NoError(t, err)
-				reading = false
-			default:
-			}
-			values, err := raw.MGet(ctx, "test:A", "test:B", "test:C").Result()
-			require.NoError(t, err)
-			var a, b, c struct{ Value int }
-			for i, v := range []any{&a, &b, &c} {
-				require.NoError(t, json.Unmarshal([]byte(values[i].(string)), v))
-			}
-			require.True(t, a == b && b == c, "mixed versions: %d %d %d", a.Value, b.Value, c.Value)
-		}
+		requireAtomicSaves(t, newMemory(t, addr), rawClient(t, addr))
 	})
+}
+
+// requireAtomicSaves saves 300 versions of a struct of three fields, A, B
+// and C, with m, while it reads the three keys with one MGET of client: no
+// read may see two versions mixed.
+func requireAtomicSaves(t *testing.T, m *memory.Memory, client redis.Cmdable) {
+	t.Helper()
+	type triple struct{ A, B, C int }
+	require.NoError(t, m.Save(ctx, &triple{}))
+	done := make(chan error)
+	go func() {
+		defer close(done)
+		for i := 1; i <= 300; i++ {
+			if err := m.Save(ctx, &triple{i, i, i}); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	keys := []string{m.Prefix() + "A", m.Prefix() + "B", m.Prefix() + "C"}
+	for reading := true; reading; {
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+			reading = false
+		default:
+		}
+		values, err := client.MGet(ctx, keys...).Result()
+		require.NoError(t, err)
+		var a, b, c struct{ Value int }
+		for i, v := range []any{&a, &b, &c} {
+			require.NoError(t, json.Unmarshal([]byte(values[i].(string)), v))
+		}
+		require.True(t, a == b && b == c, "mixed versions: %d %d %d", a.Value, b.Value, c.Value)
+	}
 }
 
 func TestOmitEmpty(t *testing.T) {
