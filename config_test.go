@@ -269,3 +269,14 @@ func requireGoroutines(t *testing.T, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestUnixSocket(t *testing.T) {
+	clearEnv(t)
+	sock := filepath.Join(t.TempDir(), "redis.sock")
+	redisserver.Start(t, "--unixsocket", sock, "--unixsocketperm", "700")
+	m, err := memory.New(ctx, memory.WithURL("unix://"+sock))
+	require.NoError(t, err)
+	defer m.Close()
+	require.NoError(t, m.Set(ctx, "k", "over a unix socket"))
+	requireValue(t, m, "k", "over a unix socket")
+}
