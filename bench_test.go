@@ -16,6 +16,51 @@ import (
 // envelope bytes alone, "raw+json" also encodes or decodes the envelope with
 // encoding/json, as hand-written code would.
 
+// A variant is one way to do the work a benchmark measures.
+type variant struct {
+	name string
+	op   func() error
+}
+
+// compare runs each variant as the sub-benchmark impl=NAME, for its time,
+// bytes and allocations, and then all of them in turn, one operation each
+// per iteration, as impl=paired, which reports each one's time over the
+// first's (memory/NAME, or NAME/memory for a slower one, so that every ratio
+// reads "times faster or slower than"). Interleaving keeps the drift of a
+// noisy machine out of the ratios.
+func compare(b *testing.B, variants ...variant) {
+	b.Helper()
+	for _, v := range variants {
+		b.Run("impl="+v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := v.op(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("impl=paired", func(b *testing.B) {
+		spent := make([]time.Duration, len(variants))
+		for b.Loop() {
+			for i, v := range variants {
+				start := time.Now()
+				if err := v.op(); err != nil {
+					b.Fatal(err)
+				}
+				spent[i] += time.Since(start)
+			}
+		}
+		for i, v := range variants[1:] {
+			if ratio := float64(spent[0]) / float64(spent[i+1]); ratio >= 1 {
+				b.ReportMetric(ratio, variants[0].name+"/"+v.name)
+			} else {
+				b.ReportMetric(1/ratio, v.name+"/"+variants[0].name)
+			}
+		}
+	})
+}
+
 // benchValue is a typical small value.
 var benchValue = settings{Theme: "dark", Volume: 0.75}
 
@@ -46,66 +91,34 @@ func BenchmarkSet(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("impl=memory", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := m.Set(ctx, "bench", benchValue); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("impl=raw", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := client.Set(ctx, "memory:bench", envelope, 0).Err(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("impl=raw+json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	compare(b,
+		variant{"memory", func() error { return m.Set(ctx, "bench", benchValue) }},
+		variant{"raw", func() error { return client.Set(ctx, "memory:bench", envelope, 0).Err() }},
+		variant{"raw+json", func() error {
 			data, err := json.Marshal(rawEnvelope{benchValue, time.Now().UnixNano()})
 			if err != nil {
-				b.Fatal(err)
+				return err
 			}
-			if err := client.Set(ctx, "memory:bench", data, 0).Err(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+			return client.Set(ctx, "memory:bench", data, 0).Err()
+		}},
+	)
 }
 
 func BenchmarkGet(b *testing.B) {
 	m, client := benchSetup(b)
-	b.Run("impl=memory", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	compare(b,
+		variant{"memory", func() error {
 			var v settings
-			if err := m.Get(ctx, "bench", &v); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("impl=raw", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := client.Get(ctx, "memory:bench").Bytes(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("impl=raw+json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+			return m.Get(ctx, "bench", &v)
+		}},
+		variant{"raw", func() error { return client.Get(ctx, "memory:bench").Err() }},
+		variant{"raw+json", func() error {
 			data, err := client.Get(ctx, "memory:bench").Bytes()
 			if err != nil {
-				b.Fatal(err)
+				return err
 			}
 			var env rawEnvelope
-			if err := json.Unmarshal(data, &env); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+			return json.Unmarshal(data, &env)
+		}},
+	)
 }

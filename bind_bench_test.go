@@ -61,41 +61,26 @@ func BenchmarkSave(b *testing.B) {
 	for i, v := range values {
 		envelopes[i], _ = json.Marshal(anyEnvelope{v, time.Now().UnixNano()})
 	}
-	b.Run("impl=memory", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := m.Save(ctx, src); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("impl=sequential-set", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	compare(b,
+		variant{"memory", func() error { return m.Save(ctx, src) }},
+		variant{"sequential-set", func() error {
 			for i, v := range values {
 				if err := m.Set(ctx, keys[i][len("memory:"):], v); err != nil {
-					b.Fatal(err)
+					return err
 				}
 			}
-		}
-	})
-	b.Run("impl=raw", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+			return nil
+		}},
+		variant{"raw", func() error {
 			_, err := client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				for i, key := range keys {
 					p.Set(ctx, key, envelopes[i], 0)
 				}
 				return nil
 			})
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("impl=raw+json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+			return err
+		}},
+		variant{"raw+json", func() error {
 			now := time.Now().UnixNano()
 			_, err := client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				for i, key := range keys {
@@ -107,11 +92,9 @@ func BenchmarkSave(b *testing.B) {
 				}
 				return nil
 			})
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+			return err
+		}},
+	)
 }
 
 func BenchmarkLoad(b *testing.B) {
@@ -120,50 +103,36 @@ func BenchmarkLoad(b *testing.B) {
 		b.Fatal(err)
 	}
 	keys, _ := wideFields(wideValue())
-	b.Run("impl=memory", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	compare(b,
+		variant{"memory", func() error {
 			var dst wide
-			if err := m.Load(ctx, &dst); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("impl=sequential-get", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+			return m.Load(ctx, &dst)
+		}},
+		variant{"sequential-get", func() error {
 			var dst wide
 			v := reflect.ValueOf(&dst).Elem()
 			for i, key := range keys {
 				if err := m.Get(ctx, key[len("memory:"):], v.Field(i).Addr().Interface()); err != nil {
-					b.Fatal(err)
+					return err
 				}
 			}
-		}
-	})
-	b.Run("impl=raw", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := client.MGet(ctx, keys...).Err(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("impl=raw+json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+			return nil
+		}},
+		variant{"raw", func() error { return client.MGet(ctx, keys...).Err() }},
+		variant{"raw+json", func() error {
 			values, err := client.MGet(ctx, keys...).Result()
 			if err != nil {
-				b.Fatal(err)
+				return err
 			}
 			var dst wide
 			v := reflect.ValueOf(&dst).Elem()
 			for i, value := range values {
 				env := anyEnvelope{Value: v.Field(i).Addr().Interface()}
 				if err := json.Unmarshal([]byte(value.(string)), &env); err != nil {
-					b.Fatal(err)
+					return err
 				}
 			}
-		}
-	})
+			return nil
+		}},
+	)
 }

@@ -52,71 +52,37 @@ func watchIncrement(client *redis.Client, key string) error {
 func BenchmarkUpdate(b *testing.B) {
 	m, client := benchSetup(b)
 	envelope, _ := json.Marshal(anyEnvelope{1, time.Now().UnixNano()})
-	b.Run("impl=memory", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := memory.Update(ctx, m, "counter", increment); err != nil {
-				b.Fatal(err)
+	compare(b,
+		variant{"memory", func() error { return memory.Update(ctx, m, "counter", increment) }},
+		variant{"raw-set", func() error { return client.Set(ctx, "memory:other", envelope, 0).Err() }},
+		variant{"raw-get-set", func() error { // two plain round trips, not atomic
+			if err := client.Get(ctx, "memory:other").Err(); err != nil {
+				return err
 			}
-		}
-	})
-	b.Run("impl=raw-set", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := client.Set(ctx, "memory:counter", envelope, 0).Err(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("impl=raw-get-set", func(b *testing.B) { // two plain round trips, not atomic
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := client.Get(ctx, "memory:counter").Err(); err != nil {
-				b.Fatal(err)
-			}
-			if err := client.Set(ctx, "memory:counter", envelope, 0).Err(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("impl=raw-watch", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := watchIncrement(client, "memory:counter"); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+			return client.Set(ctx, "memory:other", envelope, 0).Err()
+		}},
+		variant{"raw-watch", func() error { return watchIncrement(client, "memory:watched") }},
+	)
 }
 
-// BenchmarkAppend appends to a list of 100 strings, which is cleared every
-// 100 appends (the clearing is part of the time, one op in a hundred).
+// BenchmarkAppend appends to a list of up to 100 strings, which is cleared
+// every 100 appends (the clearing is part of the time, one op in a hundred).
 func BenchmarkAppend(b *testing.B) {
 	m, client := benchSetup(b)
 	list := memory.ListOf[string](m, "log")
 	envelope, _ := json.Marshal(anyEnvelope{[]string{"message"}, time.Now().UnixNano()})
-	b.Run("impl=memory", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if i++; i%100 == 0 {
+	appends := 0
+	compare(b,
+		variant{"memory", func() error {
+			if appends++; appends%100 == 0 {
 				if err := list.Clear(ctx); err != nil {
-					b.Fatal(err)
+					return err
 				}
 			}
-			if err := list.Append(ctx, "message"); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("impl=raw-set", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := client.Set(ctx, "memory:log", envelope, 0).Err(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+			return list.Append(ctx, "message")
+		}},
+		variant{"raw-set", func() error { return client.Set(ctx, "memory:other", envelope, 0).Err() }},
+	)
 }
 
 // BenchmarkUpdateContended increments one counter from 8 and from 64
