@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,25 +55,58 @@ type boundField struct {
 type bindPlan struct {
 	fields []boundField
 	err    error
+	keys   atomic.Pointer[planKeys] // of the prefix last bound
+}
+
+// planKeys are the keys of a plan's fields under one prefix.
+type planKeys struct {
+	prefix string
+	keys   []string
+}
+
+// keysUnder returns the key of each field under prefix, all in one
+// allocation, kept for the next call with the same prefix. The slice is
+// shared: do not change it.
+func (p *bindPlan) keysUnder(prefix string) []string {
+	if k := p.keys.Load(); k != nil && k.prefix == prefix {
+		return k.keys
+	}
+	size := 0
+	for _, f := range p.fields {
+		size += len(prefix) + len(f.name)
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, f := range p.fields {
+		b.WriteString(prefix)
+		b.WriteString(f.name)
+	}
+	all, keys := b.String(), make([]string, len(p.fields))
+	for i, f := range p.fields {
+		n := len(prefix) + len(f.name)
+		keys[i], all = all[:n], all[n:]
+	}
+	p.keys.Store(&planKeys{prefix, keys})
+	return keys
 }
 
 var bindPlans sync.Map // reflect.Type of a struct → *bindPlan
 
 // bind returns the struct that arg points to and the plan of its type, or a
 // *BindError.
-func bind(arg any) (reflect.Value, []boundField, error) {
+func bind(arg any) (reflect.Value, *bindPlan, error) {
 	v := reflect.ValueOf(arg)
 	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
 		return reflect.Value{}, nil, &BindError{Type: reflect.TypeOf(arg)}
 	}
 	v = v.Elem()
-	if p, ok := bindPlans.Load(v.Type()); ok {
-		p := p.(*bindPlan)
-		return v, p.fields, p.err
+	p, ok := bindPlans.Load(v.Type())
+	if !ok {
+		fields, err := planFields(v.Type())
+		p, _ = bindPlans.LoadOrStore(v.Type(), &bindPlan{fields: fields, err: err})
 	}
-	fields, err := planFields(v.Type())
-	p, _ := bindPlans.LoadOrStore(v.Type(), &bindPlan{fields, err})
-	return v, p.(*bindPlan).fields, p.(*bindPlan).err
+	plan := p.(*bindPlan)
+	return v, plan, plan.err
 }
 
 // planFields lists the bound fields of struct type t the way encoding/json
@@ -257,15 +291,16 @@ func checkJSONTypeSeen(t reflect.Type, seen map[reflect.Type]bool) error {
 // fields are queued as Set queues a value, all of them or, when the queue is
 // full, none.
 func (m *Memory) Save(ctx context.Context, src any) error {
-	v, fields, err := bind(src)
+	v, plan, err := bind(src)
 	if err != nil {
 		return err
 	}
+	fields := plan.fields
 	if err := m.open("save"); err != nil {
 		return err
 	}
 	now := time.Now().UnixNano()
-	keys := keysOf(m.prefix, fields)
+	keys := plan.keysUnder(m.prefix)
 	var saved []int // the indexes of the fields written
 	var values [][]byte
 	for i, f := range fields {
@@ -330,26 +365,6 @@ func (m *Memory) saveAll(ctx context.Context, keys []string, saved []int, values
 	return err
 }
 
-// keysOf returns the key of each field under prefix, all in one allocation.
-func keysOf(prefix string, fields []boundField) []string {
-	size := 0
-	for _, f := range fields {
-		size += len(prefix) + len(f.name)
-	}
-	var b strings.Builder
-	b.Grow(size)
-	for _, f := range fields {
-		b.WriteString(prefix)
-		b.WriteString(f.name)
-	}
-	all, keys := b.String(), make([]string, len(fields))
-	for i, f := range fields {
-		n := len(prefix) + len(f.name)
-		keys[i], all = all[:n], all[n:]
-	}
-	return keys
-}
-
 // firstError returns the first error of cmds that is not EXECABORT.
 func firstError(cmds []redis.Cmder) error {
 	for _, cmd := range cmds {
@@ -380,17 +395,18 @@ func isEmpty(v reflect.Value) bool {
 // process knows, and returns an error wrapping ErrUnavailable if it does not
 // know them all.
 func (m *Memory) Load(ctx context.Context, dst any) error {
-	v, fields, err := bind(dst)
+	v, plan, err := bind(dst)
 	if err != nil {
 		return err
 	}
+	fields := plan.fields
 	if err := m.open("load"); err != nil {
 		return err
 	}
 	if len(fields) == 0 {
 		return nil
 	}
-	keys := keysOf(m.prefix, fields)
+	keys := plan.keysUnder(m.prefix)
 	var cause error
 	if !m.queueing() {
 		bctx := m.s.bound(ctx)

@@ -17,13 +17,18 @@ func TestBindPlanCached(t *testing.T) {
 	require.Equal(t, []boundField{
 		{name: "a", goName: "A", index: []int{0}, omitEmpty: true},
 		{name: "B", goName: "B", index: []int{1}},
-	}, first)
+	}, first.fields)
 	cached, ok := bindPlans.Load(reflect.TypeFor[state]())
 	require.True(t, ok, "the plan is cached by type")
 	_, second, err := bind(&state{A: 1})
 	require.NoError(t, err)
-	require.Same(t, &first[0], &second[0], "a second bind reuses the plan")
-	require.Same(t, &cached.(*bindPlan).fields[0], &first[0])
+	require.Same(t, first, second, "a second bind reuses the plan")
+	require.Same(t, cached, first)
+
+	keys := first.keysUnder("app:")
+	require.Equal(t, []string{"app:a", "app:B"}, keys)
+	require.Same(t, &keys[0], &first.keysUnder("app:")[0], "the keys of the last prefix are kept")
+	require.Equal(t, []string{"t:a", "t:B"}, first.keysUnder("t:"))
 }
 
 func TestParseTag(t *testing.T) {

@@ -106,7 +106,8 @@ func decode(data []byte, dst any) (lastModified int64, err error) {
 }
 
 // splitEnvelope cuts data in the envelope layout into its value, unchecked,
-// and its stamp. It reports false for any other layout.
+// and its stamp. It reports false for any other layout. It reads the stamp
+// from the end, so that its cost does not grow with the value.
 func splitEnvelope(data []byte) (value []byte, lastModified int64, ok bool) {
 	rest, ok := bytes.CutPrefix(data, []byte(envelopeHead))
 	if !ok {
@@ -116,15 +117,16 @@ func splitEnvelope(data []byte) (value []byte, lastModified int64, ok bool) {
 	if !ok {
 		return nil, 0, false
 	}
-	i := bytes.LastIndex(rest, []byte(envelopeMid))
-	if i < 0 {
-		return nil, 0, false
+	digits := len(rest)
+	for digits > 0 && rest[digits-1] >= '0' && rest[digits-1] <= '9' {
+		digits--
 	}
-	ts, ok := parseStamp(rest[i+len(envelopeMid):])
+	ts, ok := parseStamp(rest[digits:])
 	if !ok {
 		return nil, 0, false
 	}
-	return rest[:i], ts, true
+	value, ok = bytes.CutSuffix(rest[:digits], []byte(envelopeMid))
+	return value, ts, ok
 }
 
 // parseStamp parses the decimal digits of a non-negative int64 without
