@@ -129,8 +129,8 @@ func (l *link) startFlusher() {
 	go l.flusher(ctx, l.done)
 }
 
-// flusher probes the lost server with growing pauses, by flushing the
-// queue, until the server answers and the queue is empty, or ctx ends.
+// flusher probes the lost server with PING at growing pauses, and flushes
+// the queue once it answers, until the queue is empty, or ctx ends.
 func (l *link) flusher(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	pause := flushBackoffMin
@@ -142,7 +142,7 @@ func (l *link) flusher(ctx context.Context, done chan struct{}) {
 			return
 		case <-timer.C:
 		}
-		if l.flush(ctx) == nil {
+		if l.client.Ping(bounded(ctx, l.timeout)).Err() == nil && l.flush(ctx) == nil {
 			l.mu.Lock()
 			drained := !l.lost.Load()
 			if drained {
