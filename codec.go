@@ -26,7 +26,7 @@ const (
 // huge value does not pin its memory in the pool.
 const maxPooledBuffer = 64 << 10
 
-// An encoder writes envelopes into a reusable buffer.
+// An encoder writes JSON into a reusable buffer.
 type encoder struct {
 	buf bytes.Buffer
 	enc *json.Encoder
@@ -49,15 +49,11 @@ func encode(name string, value any, lastModified int64) ([]byte, error) {
 		}
 	}()
 	e.buf.Reset()
-	e.buf.WriteString(envelopeHead)
 	if err := e.enc.Encode(value); err != nil {
 		return nil, &EncodeError{Name: name, Type: reflect.TypeOf(value), Err: err}
 	}
-	e.buf.Truncate(e.buf.Len() - 1) // the newline Encode appends
-	e.buf.WriteString(envelopeMid)
-	e.buf.Write(strconv.AppendInt(e.buf.AvailableBuffer(), lastModified, 10))
-	e.buf.WriteString(envelopeTail)
-	return bytes.Clone(e.buf.Bytes()), nil
+	raw := e.buf.Bytes()
+	return envelope(raw[:len(raw)-1], lastModified), nil // less the newline Encode appends
 }
 
 // envelope returns the envelope of value, JSON kept byte for byte, stamped

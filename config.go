@@ -121,18 +121,13 @@ func newConfig(opts []Option) (*config, error) {
 	if c.ttl < 0 {
 		return nil, fmt.Errorf("memory: WithDefaultTTL(%v): the TTL must not be negative", c.ttl)
 	}
-	switch {
-	case c.hasPrefix:
-		if why := prefixFault(c.prefix); why != "" {
-			return nil, fmt.Errorf("%w: WithPrefix(%q): %s", ErrInvalidPrefix, c.prefix, why)
-		}
-	case env.lookup("REDIS_PREFIX") != "":
-		c.prefix = env.lookup("REDIS_PREFIX")
-		if why := prefixFault(c.prefix); why != "" {
-			return nil, fmt.Errorf("%w: REDIS_PREFIX=%q: %s", ErrInvalidPrefix, c.prefix, why)
-		}
-	default:
-		c.prefix = DefaultPrefix
+	source := fmt.Sprintf("WithPrefix(%q)", c.prefix)
+	if !c.hasPrefix {
+		c.prefix = cmp.Or(env.lookup("REDIS_PREFIX"), DefaultPrefix)
+		source = fmt.Sprintf("REDIS_PREFIX=%q", c.prefix)
+	}
+	if why := prefixFault(c.prefix); why != "" {
+		return nil, fmt.Errorf("%w: %s: %s", ErrInvalidPrefix, source, why)
 	}
 	if c.logger == nil {
 		level, err := parseLevel(env.lookup("MEMORY_LOG_LEVEL"))

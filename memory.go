@@ -158,7 +158,7 @@ func (m *Memory) queueing() bool {
 // to be queued: the queue is on and err shows the server unreachable. It then
 // marks the server lost.
 func (m *Memory) lostWith(ctx context.Context, err error) bool {
-	if !m.s.queue || ctx.Err() != nil || !unreachable(err) {
+	if !m.s.queue || !offline(ctx, err) {
 		return false
 	}
 	m.s.link.markLost(err)

@@ -17,9 +17,7 @@ import (
 func TestDefaultPrefix(t *testing.T) {
 	t.Setenv("REDIS_PREFIX", "")
 	eachServer(t, func(t *testing.T, addr string) {
-		m, err := memory.New(ctx, memory.WithURL("redis://"+addr))
-		require.NoError(t, err)
-		defer m.Close()
+		m := newTenant(t, addr)
 		require.Equal(t, "memory:", m.Prefix())
 		require.NoError(t, m.Set(ctx, "value", "test"))
 		require.Equal(t, []string{"memory:value"}, serverKeys(t, rawClient(t, addr)))
@@ -29,9 +27,7 @@ func TestDefaultPrefix(t *testing.T) {
 func TestPrefixFromEnvironmentAtConstruction(t *testing.T) {
 	eachServer(t, func(t *testing.T, addr string) {
 		t.Setenv("REDIS_PREFIX", "myapp:dev:")
-		m, err := memory.New(ctx, memory.WithURL("redis://"+addr))
-		require.NoError(t, err)
-		defer m.Close()
+		m := newTenant(t, addr)
 
 		os.Setenv("REDIS_PREFIX", "moved:") // restored by t.Setenv's cleanup
 		require.Equal(t, "myapp:dev:", m.Prefix())

@@ -30,18 +30,17 @@ func keys(ctx context.Context, c *cli, _ []string) error {
 	if err != nil {
 		return err
 	}
-	records, err := c.mem.Dump(ctx)
-	if records == nil {
-		return err
-	}
+	// One round trip reads every value and TTL; a value gone since Keys
+	// listed it, or one that is not a string, shows as "?".
 	cmds, err := c.mem.Client().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, name := range names {
+			p.Get(ctx, c.mem.Prefix()+name)
 			p.PTTL(ctx, c.mem.Prefix()+name)
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	if reply := redis.Error(nil); err != nil && !errors.As(err, &reply) {
+		return err // no answer from the server, as opposed to a miss or WRONGTYPE
 	}
 	type row struct {
 		Name  string `json:"name"`
@@ -50,8 +49,9 @@ func keys(ctx context.Context, c *cli, _ []string) error {
 	}
 	rows := make([]row, len(names))
 	for i, name := range names {
-		ttl := cmds[i].(*redis.DurationCmd).Val()
-		rows[i] = row{Name: name, Type: jsonType(records[name].Value), TTLms: -1}
+		record, _ := memory.RecordOf([]byte(cmds[2*i].(*redis.StringCmd).Val()))
+		ttl := cmds[2*i+1].(*redis.DurationCmd).Val()
+		rows[i] = row{Name: name, Type: jsonType(record.Value), TTLms: -1}
 		if ttl > 0 {
 			rows[i].TTLms = ttl.Milliseconds()
 		}
