@@ -2,6 +2,8 @@ package memory_test
 
 import (
 	"encoding/json"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,10 +72,17 @@ type rawEnvelope struct {
 	LastModified int64    `json:"last_modified"`
 }
 
+// benchSetup starts a server and returns a Memory with the prefix
+// "memory:" over a client of it, and the client.
 func benchSetup(b *testing.B) (*memory.Memory, *redis.Client) {
 	b.Helper()
-	srv := redisserver.Start(b)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	return benchClient(b, redisserver.Start(b).Addr)
+}
+
+// benchClient is benchSetup for the server at addr.
+func benchClient(b *testing.B, addr string) (*memory.Memory, *redis.Client) {
+	b.Helper()
+	client := redis.NewClient(&redis.Options{Addr: addr})
 	b.Cleanup(func() { client.Close() })
 	m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("memory:"))
 	if err != nil {
@@ -121,4 +130,81 @@ func BenchmarkGet(b *testing.B) {
 			return json.Unmarshal(data, &env)
 		}},
 	)
+}
+
+// slowLink returns the address of a proxy to addr that holds every chunk of
+// bytes, both ways, for at least delay before it passes it on: a network
+// whose round trip costs at least twice delay. It stops at the end of the
+// benchmark.
+func slowLink(b *testing.B, addr string, delay time.Duration) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	wg.Go(func() {
+		for {
+			near, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			far, err := net.Dial("tcp", addr)
+			if err != nil {
+				near.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, near, far)
+			mu.Unlock()
+			wg.Go(func() { relay(far, near, delay) })
+			wg.Go(func() { relay(near, far, delay) })
+		}
+	})
+	b.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// relay copies src to dst, each chunk delay after it was read, until src
+// ends or dst fails.
+func relay(dst, src net.Conn, delay time.Duration) {
+	type chunk struct {
+		data []byte
+		due  time.Time
+	}
+	chunks := make(chan chunk, 1024)
+	go func() {
+		defer close(chunks)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				chunks <- chunk{buf[:n], time.Now().Add(delay)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range chunks {
+		time.Sleep(time.Until(c.due))
+		if _, err := dst.Write(c.data); err != nil {
+			break
+		}
+	}
+	dst.Close()
+	for range chunks { // until the reader sees its end
+	}
 }

@@ -301,22 +301,9 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 	}
 	now := time.Now().UnixNano()
 	keys := plan.keysUnder(m.prefix)
-	var saved []int // the indexes of the fields written
-	var values [][]byte
-	for i, f := range fields {
-		fv, err := v.FieldByIndexErr(f.index)
-		if err != nil || f.omitEmpty && isEmpty(fv) {
-			continue // behind a nil embedded pointer, or empty
-		}
-		// Through a pointer, as encoding/json sees the fields of an
-		// addressable struct: pointer-receiver MarshalJSON methods apply,
-		// and the value is not copied.
-		stored, err := encode(f.name, fv.Addr().Interface(), now)
-		if err != nil {
-			err.(*EncodeError).Type = fv.Type()
-			return err
-		}
-		saved, values = append(saved, i), append(values, stored)
+	saved, values, err := encodeFields(v, fields, now)
+	if err != nil {
+		return err
 	}
 	if len(saved) == 0 {
 		return nil
@@ -343,6 +330,28 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 		}
 	}
 	return m.s.link.enqueue(m.s, entries...)
+}
+
+// encodeFields returns the envelopes of the fields of v that Save writes,
+// stamped with now, and their indexes in fields.
+func encodeFields(v reflect.Value, fields []boundField, now int64) (saved []int, values [][]byte, err error) {
+	e := newEncoder()
+	defer e.release()
+	for i, f := range fields {
+		fv, err := v.FieldByIndexErr(f.index)
+		if err != nil || f.omitEmpty && isEmpty(fv) {
+			continue // behind a nil embedded pointer, or empty
+		}
+		// Through a pointer, as encoding/json sees the fields of an
+		// addressable struct: pointer-receiver MarshalJSON methods apply,
+		// and the value is not copied.
+		if err := e.add(f.name, fv.Addr().Interface(), now); err != nil {
+			err.(*EncodeError).Type = fv.Type()
+			return nil, nil, err
+		}
+		saved = append(saved, i)
+	}
+	return saved, e.envelopes(), nil
 }
 
 // saveAll writes values[j] under keys[saved[j]] in one round trip: one

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-memory/memory"
+	"github.com/redis-memory/memory/internal/redisserver"
 )
 
 // wide is a 20-field struct, for the binding benchmarks.
@@ -53,8 +56,33 @@ type anyEnvelope struct {
 	LastModified int64 `json:"last_modified"`
 }
 
-func BenchmarkSave(b *testing.B) {
-	m, client := benchSetup(b)
+// eachLink runs bench as link=loopback, over loopback to the server, and as
+// link=slow, over a link that holds each direction for a millisecond or more,
+// as a network between hosts does; it logs that link's round trip.
+func eachLink(b *testing.B, bench func(b *testing.B, m *memory.Memory, client *redis.Client)) {
+	addr := redisserver.Start(b).Addr
+	b.Run("link=loopback", func(b *testing.B) {
+		m, client := benchClient(b, addr)
+		bench(b, m, client)
+	})
+	b.Run("link=slow", func(b *testing.B) {
+		m, client := benchClient(b, slowLink(b, addr, time.Millisecond))
+		start := time.Now()
+		for range 10 {
+			if err := client.Ping(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Logf("round trip: %v", time.Since(start)/10)
+		bench(b, m, client)
+	})
+}
+
+func BenchmarkSave(b *testing.B) { eachLink(b, benchmarkSave) }
+
+func BenchmarkLoad(b *testing.B) { eachLink(b, benchmarkLoad) }
+
+func benchmarkSave(b *testing.B, m *memory.Memory, client *redis.Client) {
 	src := wideValue()
 	keys, values := wideFields(src)
 	envelopes := make([][]byte, len(values))
@@ -66,6 +94,14 @@ func BenchmarkSave(b *testing.B) {
 		variant{"sequential-set", func() error {
 			for i, v := range values {
 				if err := m.Set(ctx, keys[i][len("memory:"):], v); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		variant{"sequential-raw", func() error {
+			for i, key := range keys {
+				if err := client.Set(ctx, key, envelopes[i], 0).Err(); err != nil {
 					return err
 				}
 			}
@@ -97,8 +133,7 @@ func BenchmarkSave(b *testing.B) {
 	)
 }
 
-func BenchmarkLoad(b *testing.B) {
-	m, client := benchSetup(b)
+func benchmarkLoad(b *testing.B, m *memory.Memory, client *redis.Client) {
 	if err := m.Save(ctx, wideValue()); err != nil {
 		b.Fatal(err)
 	}
@@ -113,6 +148,14 @@ func BenchmarkLoad(b *testing.B) {
 			v := reflect.ValueOf(&dst).Elem()
 			for i, key := range keys {
 				if err := m.Get(ctx, key[len("memory:"):], v.Field(i).Addr().Interface()); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		variant{"sequential-raw", func() error {
+			for _, key := range keys {
+				if err := client.Get(ctx, key).Err(); err != nil {
 					return err
 				}
 			}

@@ -26,10 +26,11 @@ const (
 // huge value does not pin its memory in the pool.
 const maxPooledBuffer = 64 << 10
 
-// An encoder writes JSON into a reusable buffer.
+// An encoder writes envelopes back to back into a reusable buffer.
 type encoder struct {
-	buf bytes.Buffer
-	enc *json.Encoder
+	buf  bytes.Buffer
+	enc  *json.Encoder
+	ends []int // where each envelope ends in buf
 }
 
 var encoders = sync.Pool{New: func() any {
@@ -39,21 +40,56 @@ var encoders = sync.Pool{New: func() any {
 	return e
 }}
 
+// newEncoder returns an empty encoder from the pool.
+func newEncoder() *encoder {
+	e := encoders.Get().(*encoder)
+	e.buf.Reset()
+	e.ends = e.ends[:0]
+	return e
+}
+
+// release returns e to the pool, unless its buffer grew past
+// maxPooledBuffer.
+func (e *encoder) release() {
+	if e.buf.Cap() <= maxPooledBuffer {
+		encoders.Put(e)
+	}
+}
+
+// add appends the envelope of value stamped with lastModified, or returns
+// an *EncodeError naming name.
+func (e *encoder) add(name string, value any, lastModified int64) error {
+	e.buf.WriteString(envelopeHead)
+	if err := e.enc.Encode(value); err != nil {
+		return &EncodeError{Name: name, Type: reflect.TypeOf(value), Err: err}
+	}
+	e.buf.Truncate(e.buf.Len() - 1) // the newline Encode appends
+	e.buf.Write(appendStamp(e.buf.AvailableBuffer(), lastModified))
+	e.ends = append(e.ends, e.buf.Len())
+	return nil
+}
+
+// envelopes returns copies of the envelopes added, in one allocation.
+func (e *encoder) envelopes() [][]byte {
+	all := bytes.Clone(e.buf.Bytes())
+	out := make([][]byte, len(e.ends))
+	start := 0
+	for i, end := range e.ends {
+		out[i] = all[start:end:end]
+		start = end
+	}
+	return out
+}
+
 // encode returns the envelope of value stamped with lastModified, or an
 // *EncodeError naming name.
 func encode(name string, value any, lastModified int64) ([]byte, error) {
-	e := encoders.Get().(*encoder)
-	defer func() {
-		if e.buf.Cap() <= maxPooledBuffer {
-			encoders.Put(e)
-		}
-	}()
-	e.buf.Reset()
-	if err := e.enc.Encode(value); err != nil {
-		return nil, &EncodeError{Name: name, Type: reflect.TypeOf(value), Err: err}
+	e := newEncoder()
+	defer e.release()
+	if err := e.add(name, value, lastModified); err != nil {
+		return nil, err
 	}
-	raw := e.buf.Bytes()
-	return envelope(raw[:len(raw)-1], lastModified), nil // less the newline Encode appends
+	return bytes.Clone(e.buf.Bytes()), nil
 }
 
 // envelope returns the envelope of value, JSON kept byte for byte, stamped
@@ -62,6 +98,11 @@ func envelope(value []byte, lastModified int64) []byte {
 	b := make([]byte, 0, len(envelopeHead)+len(value)+len(envelopeMid)+20+len(envelopeTail))
 	b = append(b, envelopeHead...)
 	b = append(b, value...)
+	return appendStamp(b, lastModified)
+}
+
+// appendStamp appends to b the end of an envelope stamped with lastModified.
+func appendStamp(b []byte, lastModified int64) []byte {
 	b = append(b, envelopeMid...)
 	b = strconv.AppendInt(b, lastModified, 10)
 	return append(b, envelopeTail...)
