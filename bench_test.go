@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"sync"
@@ -100,8 +101,12 @@ func BenchmarkSet(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// A service's context, which can be canceled.
+	cancelable, cancel := context.WithCancel(ctx)
+	defer cancel()
 	compare(b,
 		variant{"memory", func() error { return m.Set(ctx, "bench", benchValue) }},
+		variant{"memory-cancelable", func() error { return m.Set(cancelable, "bench", benchValue) }},
 		variant{"raw", func() error { return client.Set(ctx, "memory:bench", envelope, 0).Err() }},
 		variant{"raw+json", func() error {
 			data, err := json.Marshal(rawEnvelope{benchValue, time.Now().UnixNano()})

@@ -359,7 +359,7 @@ func encodeFields(v reflect.Value, fields []boundField, now int64) (saved []int,
 // a transaction cannot run; the writes are then atomic one by one. A prefix
 // with a hash tag keeps a Memory's keys in one slot.
 func (m *Memory) saveAll(ctx context.Context, keys []string, saved []int, values [][]byte) error {
-	bctx := m.s.bound(ctx)
+	bctx := m.s.clock.bound(ctx)
 	pipe := m.s.client.TxPipeline()
 	if _, cluster := m.s.client.(*redis.ClusterClient); cluster && !oneSlot(keys) {
 		pipe = m.s.client.Pipeline()
@@ -418,7 +418,7 @@ func (m *Memory) Load(ctx context.Context, dst any) error {
 	keys := plan.keysUnder(m.prefix)
 	var cause error
 	if !m.queueing() {
-		bctx := m.s.bound(ctx)
+		bctx := m.s.clock.bound(ctx)
 		pipe := m.s.client.Pipeline()
 		cmds := make([]*redis.StringCmd, len(fields))
 		for i, key := range keys {

@@ -75,8 +75,10 @@ func WithLogger(logger *slog.Logger) Option {
 }
 
 // WithTimeout bounds every operation, DefaultTimeout when not set. It is the
-// deadline of the context each operation passes to the client, and, on a
-// client that New creates, also its dial, read, write and pool timeouts.
+// deadline, rounded up to the next 10ms, of the context each operation
+// passes to the client, which ends the client's waits and retries with it,
+// and, on a client that New creates, also its dial, read, write and pool
+// timeouts.
 func WithTimeout(d time.Duration) Option {
 	return func(c *config) { c.timeout = d }
 }

@@ -30,7 +30,7 @@ func (m *Memory) Dump(ctx context.Context) (map[string]Record, error) {
 	records := map[string]Record{}
 	var bad []error
 	err := m.scan(ctx, "dump", func(node redis.Cmdable, keys []string) error {
-		bctx := m.s.bound(ctx)
+		bctx := m.s.clock.bound(ctx)
 		cmds, err := node.Pipelined(bctx, func(p redis.Pipeliner) error {
 			for _, key := range keys {
 				p.Get(bctx, key)

@@ -49,8 +49,8 @@ type Memory struct {
 type shared struct {
 	client     redis.UniversalClient
 	ownsClient bool
-	link       *link // shared with every Memory over client
-	timeout    time.Duration
+	link       *link  // shared with every Memory over client
+	clock      *clock // bounds each operation by the timeout
 	ttl        time.Duration
 	queue      bool // writes to an unreachable server are queued
 	maxPending int
@@ -77,7 +77,7 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 	}
 	s := &shared{
 		client:     c.client,
-		timeout:    c.timeout,
+		clock:      newClock(c.timeout),
 		ttl:        c.ttl,
 		queue:      c.queue,
 		maxPending: c.maxPending,
@@ -90,7 +90,7 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 			return nil, err
 		}
 	}
-	s.link = linkFor(s.client, s.log, s.timeout)
+	s.link = linkFor(s.client, s.log, s.clock)
 	s.log.Debug("memory: ready", "prefix", c.prefix, "shared_client", !s.ownsClient)
 	return &Memory{prefix: c.prefix, s: s, root: true}, nil
 }
@@ -100,7 +100,7 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 // server that drops the connection it accepted, as a TLS port does with a
 // plain client, refuses the configuration.
 func (s *shared) probe(ctx context.Context, addr string) error {
-	err := s.client.Ping(s.bound(ctx)).Err()
+	err := s.client.Ping(s.clock.bound(ctx)).Err()
 	switch {
 	case err == nil:
 		return nil
@@ -114,31 +114,6 @@ func (s *shared) probe(ctx context.Context, addr string) error {
 	}
 	return fmt.Errorf("memory: connect to %s: %w", addr, err)
 }
-
-// bound returns ctx with the Memory's timeout as its deadline.
-func (s *shared) bound(ctx context.Context) context.Context {
-	return bounded(ctx, s.timeout)
-}
-
-// bounded returns ctx with a deadline timeout from now, unless ctx ends
-// sooner. The bound is a deadline and no timer: go-redis turns it into socket
-// deadlines, which is all an operation needs, and it spares each operation
-// the timer of context.WithTimeout. Waits for a pooled connection are bounded
-// by the client's PoolTimeout instead.
-func bounded(ctx context.Context, timeout time.Duration) context.Context {
-	d := time.Now().Add(timeout)
-	if cur, ok := ctx.Deadline(); ok && !d.Before(cur) {
-		return ctx
-	}
-	return deadlineContext{ctx, d}
-}
-
-type deadlineContext struct {
-	context.Context
-	deadline time.Time
-}
-
-func (c deadlineContext) Deadline() (time.Time, bool) { return c.deadline, true }
 
 // expiry returns when a value written now expires, zero for never.
 func (s *shared) expiry() time.Time {
@@ -210,7 +185,7 @@ func (m *Memory) Set(ctx context.Context, name string, value any) error {
 		return err
 	}
 	if !m.queueing() {
-		err := m.s.client.Set(m.s.bound(ctx), key, stored, m.s.ttl).Err()
+		err := m.s.client.Set(m.s.clock.bound(ctx), key, stored, m.s.ttl).Err()
 		if err == nil {
 			m.s.link.remember(key, stored, m.s.expiry())
 			return nil
@@ -243,7 +218,7 @@ func (m *Memory) Get(ctx context.Context, name string, dst any) error {
 	}
 	var cause error
 	if !m.queueing() {
-		data, err := m.s.client.Get(m.s.bound(ctx), key).Bytes()
+		data, err := m.s.client.Get(m.s.clock.bound(ctx), key).Bytes()
 		switch {
 		case err == nil:
 			m.s.link.rememberRead(key, data)
@@ -288,7 +263,7 @@ func (m *Memory) Has(ctx context.Context, name string) (bool, error) {
 	}
 	var cause error
 	if !m.queueing() {
-		n, err := m.s.client.Exists(m.s.bound(ctx), key).Result()
+		n, err := m.s.client.Exists(m.s.clock.bound(ctx), key).Result()
 		if err == nil || !offline(ctx, err) {
 			return n > 0, opError(ctx, "has", key, err)
 		}
@@ -309,7 +284,7 @@ func (m *Memory) Delete(ctx context.Context, name string) error {
 		return err
 	}
 	if !m.queueing() {
-		err := m.s.client.Del(m.s.bound(ctx), key).Err()
+		err := m.s.client.Del(m.s.clock.bound(ctx), key).Err()
 		if err == nil {
 			m.s.link.remember(key, nil, time.Time{})
 			return nil
@@ -336,7 +311,7 @@ func (m *Memory) Expire(ctx context.Context, name string, ttl time.Duration) err
 	}
 	deadline := time.Now().Add(ttl)
 	if !m.queueing() {
-		ok, err := m.s.client.PExpire(m.s.bound(ctx), key, ttl).Result()
+		ok, err := m.s.client.PExpire(m.s.clock.bound(ctx), key, ttl).Result()
 		switch {
 		case err == nil && !ok:
 			return opError(ctx, "expire", key, redis.Nil)
@@ -387,7 +362,7 @@ func (m *Memory) Keys(ctx context.Context) ([]string, error) {
 func (m *Memory) Clear(ctx context.Context) (int, error) {
 	var removed atomic.Int64
 	err := m.scan(ctx, "clear", func(node redis.Cmdable, keys []string) error {
-		bctx := m.s.bound(ctx)
+		bctx := m.s.clock.bound(ctx)
 		// One UNLINK per key: a cluster refuses one across slots.
 		cmds, err := node.Pipelined(bctx, func(p redis.Pipeliner) error {
 			for _, key := range keys {
@@ -433,7 +408,7 @@ func (m *Memory) scanNode(ctx context.Context, node redis.Cmdable, fn func(node 
 	pattern := scanPattern(m.prefix)
 	var cursor uint64
 	for {
-		keys, next, err := node.Scan(m.s.bound(ctx), cursor, pattern, scanBatch).Result()
+		keys, next, err := node.Scan(m.s.clock.bound(ctx), cursor, pattern, scanBatch).Result()
 		if err != nil {
 			return err
 		}
@@ -499,7 +474,7 @@ func (m *Memory) Close() error {
 	}
 	var err error
 	if m.Pending() > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), m.s.timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), m.s.clock.timeout)
 		flushErr := m.s.link.flush(ctx)
 		cancel()
 		if n := m.s.link.drop(m.s); n > 0 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -497,7 +498,7 @@ func TestOperationsCarryDeadline(t *testing.T) {
 	require.Len(t, hook.budgets, 8, "SET GET EXISTS PEXPIRE SCAN SCAN UNLINK DEL")
 	for i, budget := range hook.budgets {
 		require.Greater(t, budget, 50*time.Second, "command %d", i)
-		require.LessOrEqual(t, budget, time.Minute, "command %d", i)
+		require.LessOrEqual(t, budget, time.Minute+10*time.Millisecond, "command %d (deadlines are rounded up to 10ms)", i)
 	}
 
 	hook.budgets = nil
@@ -506,4 +507,66 @@ func TestOperationsCarryDeadline(t *testing.T) {
 	require.NoError(t, m.Set(sooner, "k", 1))
 	require.Len(t, hook.budgets, 1)
 	require.LessOrEqual(t, hook.budgets[0], time.Second, "the caller's sooner deadline wins")
+}
+
+// TestTimeoutEndsClientRetries runs every operation against a server that
+// refuses connections, through a client of the caller's whose dial and
+// command retries would each wait an hour: the Memory's timeout ends them,
+// whether or not the caller's context can be canceled.
+func TestTimeoutEndsClientRetries(t *testing.T) {
+	mr := miniredis.RunT(t)
+	addr := mr.Addr()
+	mr.Close()
+	client := redis.NewClient(&redis.Options{
+		Addr:               addr,
+		DialerRetries:      5,
+		DialerRetryBackoff: func(int) time.Duration { return time.Hour },
+		MaxRetries:         3,
+		MinRetryBackoff:    time.Hour,
+		MaxRetryBackoff:    time.Hour,
+	})
+	t.Cleanup(func() { client.Close() })
+	m, err := memory.New(ctx, memory.WithClient(client), memory.WithOfflineQueue(false),
+		memory.WithTimeout(50*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+
+	type state struct{ A int }
+	ops := []struct {
+		name string
+		op   func(ctx context.Context) error
+	}{
+		{"set", func(ctx context.Context) error { return m.Set(ctx, "k", 1) }},
+		{"get", func(ctx context.Context) error { return m.Get(ctx, "k", new(int)) }},
+		{"has", func(ctx context.Context) error { _, err := m.Has(ctx, "k"); return err }},
+		{"delete", func(ctx context.Context) error { return m.Delete(ctx, "k") }},
+		{"expire", func(ctx context.Context) error { return m.Expire(ctx, "k", time.Hour) }},
+		{"keys", func(ctx context.Context) error { _, err := m.Keys(ctx); return err }},
+		{"clear", func(ctx context.Context) error { _, err := m.Clear(ctx); return err }},
+		{"save", func(ctx context.Context) error { return m.Save(ctx, &state{1}) }},
+		{"load", func(ctx context.Context) error { return m.Load(ctx, &state{}) }},
+		{"update", func(ctx context.Context) error {
+			return memory.Update(ctx, m, "n", func(n *int) error { *n++; return nil })
+		}},
+	}
+	parents := map[string]func() (context.Context, context.CancelFunc){
+		"background": func() (context.Context, context.CancelFunc) { return context.Background(), func() {} },
+		"cancelable": func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) },
+	}
+	for parentName, parent := range parents {
+		for _, tc := range ops {
+			t.Run(parentName+"/"+tc.name, func(t *testing.T) {
+				ctx, cancel := parent()
+				defer cancel()
+				done := make(chan error, 1)
+				go func() { done <- tc.op(ctx) }()
+				select {
+				case err := <-done:
+					require.ErrorIs(t, err, memory.ErrUnavailable)
+				case <-time.After(time.Minute):
+					t.Fatal("the operation waited out the client's retries")
+				}
+			})
+		}
+	}
 }

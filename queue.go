@@ -35,9 +35,9 @@ const (
 // server is known to be lost, the last known values of keys, and the queue of
 // writes waiting for the server, with the one loop that flushes it.
 type link struct {
-	client  redis.UniversalClient
-	log     *slog.Logger
-	timeout time.Duration // of each command the flusher sends
+	client redis.UniversalClient
+	log    *slog.Logger
+	clock  *clock // bounds each command the flusher sends
 
 	flushing sync.Mutex // held by whoever flushes the queue
 
@@ -67,7 +67,7 @@ var links = struct {
 
 // linkFor returns the link of client, made on its first use, and counts one
 // more user of it.
-func linkFor(client redis.UniversalClient, log *slog.Logger, timeout time.Duration) *link {
+func linkFor(client redis.UniversalClient, log *slog.Logger, clock *clock) *link {
 	links.Lock()
 	defer links.Unlock()
 	l := links.m[client]
@@ -75,7 +75,7 @@ func linkFor(client redis.UniversalClient, log *slog.Logger, timeout time.Durati
 		l = &link{
 			client:  client,
 			log:     log,
-			timeout: timeout,
+			clock:   clock,
 			cache:   map[string]known{},
 			pending: map[string]*list.Element{},
 		}
@@ -142,7 +142,7 @@ func (l *link) flusher(ctx context.Context, done chan struct{}) {
 			return
 		case <-timer.C:
 		}
-		if l.client.Ping(bounded(ctx, l.timeout)).Err() == nil && l.flush(ctx) == nil {
+		if l.client.Ping(l.clock.bound(ctx)).Err() == nil && l.flush(ctx) == nil {
 			l.mu.Lock()
 			drained := !l.lost.Load()
 			if drained {
@@ -393,7 +393,7 @@ func (l *link) requeue(e *entry) {
 // of the server's value and the write are one atomic step, and reports
 // whether it changed the server's value.
 func (l *link) deliver(ctx context.Context, e *entry) (bool, error) {
-	current, err := read(ctx, l.client, l.timeout, e.key)
+	current, err := read(ctx, l.client, l.clock, e.key)
 	if err != nil {
 		return false, err
 	}
@@ -402,7 +402,7 @@ func (l *link) deliver(ctx context.Context, e *entry) (bool, error) {
 		if bytes.Equal(next, current) && (next == nil || e.expires.IsZero()) {
 			return false, nil // nothing to change
 		}
-		wrote, found, err := compareAndSet(ctx, l.client, l.timeout, e.key, current, next, ttl)
+		wrote, found, err := compareAndSet(ctx, l.client, l.clock, e.key, current, next, ttl)
 		if err != nil {
 			return false, err
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -288,7 +287,7 @@ func TestFlusherPerClient(t *testing.T) {
 	srv := miniredis.RunT(t)
 	client := rawClient(t, srv.Addr())
 	require.NoError(t, client.Ping(ctx).Err())
-	before := runtime.NumGoroutine()
+	before := goroutines()
 	tenants := make([]*memory.Memory, 100)
 	for i := range tenants {
 		m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("t"+strconv.Itoa(i)+":"))
@@ -299,7 +298,7 @@ func TestFlusherPerClient(t *testing.T) {
 	for _, m := range tenants {
 		require.NoError(t, m.Set(ctx, "x", 1))
 	}
-	require.LessOrEqual(t, runtime.NumGoroutine(), before+1, "one background loop for all the tenants of a client")
+	require.Equal(t, 1, flushers(), "one background loop for all the tenants of a client")
 	require.NoError(t, srv.Restart())
 	for _, m := range tenants {
 		require.NoError(t, m.Close())
@@ -309,12 +308,12 @@ func TestFlusherPerClient(t *testing.T) {
 }
 
 func TestCloseStopsTheFlusher(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before := goroutines()
 	srv := miniredis.RunT(t)
 	m := newMemory(t, srv.Addr())
 	srv.Close()
 	require.NoError(t, m.Set(ctx, "x", 1))
-	require.Greater(t, runtime.NumGoroutine(), before, "the background loop runs")
+	require.Equal(t, 1, flushers(), "the background loop runs")
 	require.ErrorIs(t, m.Close(), memory.ErrUnavailable)
 	requireGoroutines(t, before)
 }

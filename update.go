@@ -136,7 +136,7 @@ func update[T, R any](ctx context.Context, m *Memory, op, name string, needKnown
 		case err != nil:
 			return zero, err
 		}
-		wrote, current, err := compareAndSet(ctx, m.s.client, m.s.timeout, key, stored, next, m.s.ttl)
+		wrote, current, err := compareAndSet(ctx, m.s.client, m.s.clock, key, stored, next, m.s.ttl)
 		switch {
 		case err != nil && m.lostWith(ctx, err):
 			// The write may have reached the server before it was lost.
@@ -214,15 +214,15 @@ func queueUpdate[R any](m *Memory, op, key, name string, needKnown bool, apply c
 // read returns the string stored at key, nil when there is none, and
 // remembers it. A key that is not a string gives a *DecodeError.
 func (m *Memory) read(ctx context.Context, key string) ([]byte, error) {
-	stored, err := read(ctx, m.s.client, m.s.timeout, key)
+	stored, err := read(ctx, m.s.client, m.s.clock, key)
 	if err == nil {
 		m.s.link.rememberRead(key, stored)
 	}
 	return stored, err
 }
 
-func read(ctx context.Context, client redis.UniversalClient, timeout time.Duration, key string) ([]byte, error) {
-	stored, err := client.Get(bounded(ctx, timeout), key).Bytes()
+func read(ctx context.Context, client redis.UniversalClient, clock *clock, key string) ([]byte, error) {
+	stored, err := client.Get(clock.bound(ctx), key).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return nil, nil
@@ -248,14 +248,14 @@ func isDecodeError(err error) bool {
 // compareAndSet stores next at key (nil: deletes key) if key still holds
 // current (nil: nothing), with ttl (0: keeping the key's TTL). It reports
 // whether it wrote, and if not, what key holds now.
-func compareAndSet(ctx context.Context, client redis.UniversalClient, timeout time.Duration, key string, current, next []byte, ttl time.Duration) (wrote bool, found []byte, err error) {
+func compareAndSet(ctx context.Context, client redis.UniversalClient, clock *clock, key string, current, next []byte, ttl time.Duration) (wrote bool, found []byte, err error) {
 	digest := ""
 	if current != nil {
 		sum := sha1.Sum(current)
 		digest = hex.EncodeToString(sum[:])
 	}
 	ms := strconv.FormatInt(ttl.Milliseconds(), 10)
-	reply, err := casScript.Run(bounded(ctx, timeout), client, []string{key}, digest, next, ms).Slice()
+	reply, err := casScript.Run(clock.bound(ctx), client, []string{key}, digest, next, ms).Slice()
 	if err != nil {
 		return false, nil, err
 	}

@@ -1,0 +1,82 @@
+package memory
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+type ctxKey struct{}
+
+func TestClockBound(t *testing.T) {
+	const timeout = 30 * time.Millisecond
+	values := context.WithValue(context.Background(), ctxKey{}, "v")
+	cancelable, cancel := context.WithCancel(values)
+	defer cancel()
+	for name, parent := range map[string]context.Context{"background": values, "cancelable": cancelable} {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			ctx := newClock(timeout).bound(parent)
+			deadline, ok := ctx.Deadline()
+			require.True(t, ok)
+			require.False(t, deadline.Before(start.Add(timeout)), "not before the timeout")
+			require.True(t, deadline.Before(time.Now().Add(timeout+tickWidth)), "rounded up by less than a tick")
+			require.Equal(t, "v", ctx.Value(ctxKey{}), "the caller's values")
+			require.NoError(t, ctx.Err())
+
+			<-ctx.Done()
+			require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
+			require.False(t, time.Now().Before(deadline), "done at the deadline, not before")
+			require.NoError(t, parent.Err(), "the caller's context goes on")
+		})
+	}
+}
+
+func TestClockBoundCanceled(t *testing.T) {
+	c := newClock(time.Hour)
+	parent, cancel := context.WithCancel(context.Background())
+	first := c.bound(parent)
+	second := c.bound(context.WithValue(parent, ctxKey{}, "second"))
+	require.Len(t, c.last.Load().merged, 1, "contexts that end together share their merge")
+	require.Equal(t, "second", second.Value(ctxKey{}), "each keeps its values")
+	require.Nil(t, first.Value(ctxKey{}))
+
+	cancel()
+	for _, ctx := range []context.Context{first, second} {
+		<-ctx.Done()
+		require.ErrorIs(t, ctx.Err(), context.Canceled, "the caller's cancellation")
+	}
+}
+
+func TestClockBoundSoonerParent(t *testing.T) {
+	c := newClock(time.Hour)
+	parent, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.Equal(t, parent, c.bound(parent), "the caller's sooner deadline stands")
+	require.Nil(t, c.last.Load(), "no tick")
+}
+
+func TestClockSharesTicks(t *testing.T) {
+	c := newClock(time.Second)
+	start := time.Now()
+	ticks := map[<-chan struct{}]bool{}
+	for range 10_000 {
+		ticks[c.bound(context.Background()).Done()] = true
+	}
+	require.LessOrEqual(t, len(ticks), int(time.Since(start)/tickWidth)+2,
+		"one tick, and so one timer, per interval at most")
+}
+
+func TestTickEndsMerged(t *testing.T) {
+	c := newClock(20 * time.Millisecond)
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctx := c.bound(parent)
+	tick := c.last.Load()
+	<-ctx.Done()
+	require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
+	require.Nil(t, tick.merged, "the tick lets go of what it merged")
+	require.NoError(t, parent.Err())
+}
