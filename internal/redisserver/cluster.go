@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -26,11 +25,11 @@ func StartCluster(tb testing.TB, n int, args ...string) *Cluster {
 	cli := lookPath(tb, "redis-cli")
 	c := &Cluster{}
 	for range n {
-		srv := start(tb, clusterPort, nil, append([]string{
+		srv := start(tb, &Server{args: append([]string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "5000",
-		}, args...))
+		}, args...)}, clusterPort)
 		c.Servers = append(c.Servers, srv)
 		c.Addrs = append(c.Addrs, srv.Addr)
 	}
@@ -41,14 +40,9 @@ func StartCluster(tb testing.TB, n int, args ...string) *Cluster {
 	}
 	for _, addr := range c.Addrs {
 		client := redis.NewClient(&redis.Options{Addr: addr})
-		deadline := time.Now().Add(startTimeout)
-		for !strings.Contains(client.ClusterInfo(context.Background()).Val(), "cluster_state:ok") {
-			if time.Now().After(deadline) {
-				client.Close()
-				tb.Fatalf("cluster node %s not ok within %v", addr, startTimeout)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		until(tb, "cluster node "+addr+" ok", func(ctx context.Context) bool {
+			return strings.Contains(client.ClusterInfo(ctx).Val(), "cluster_state:ok")
+		})
 		client.Close()
 	}
 	return c

@@ -6,6 +6,7 @@ package redisserver
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -27,11 +28,12 @@ type Server struct {
 	Port int
 	Dir  string // working directory: logs, RDB and AOF files
 
-	tb   testing.TB
-	args []string
-	tls  *TLS
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	tb       testing.TB
+	args     []string
+	tls      *TLS
+	sentinel bool // run as a Sentinel, with its configuration file in Dir
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when cmd has exited
 }
 
 // TLS is the configuration of a server that speaks TLS only.
@@ -45,7 +47,7 @@ type TLS struct {
 // unless args turn it on.
 func Start(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	return start(tb, freePort, nil, args)
+	return start(tb, &Server{args: args}, freePort)
 }
 
 // StartTLS is Start for a server that accepts TLS connections only, on its
@@ -53,7 +55,7 @@ func Start(tb testing.TB, args ...string) *Server {
 // certificates.
 func StartTLS(tb testing.TB, t TLS, args ...string) *Server {
 	tb.Helper()
-	return start(tb, freePort, &t, args)
+	return start(tb, &Server{args: args, tls: &t}, freePort)
 }
 
 // lookPath returns the path of the command name, or skips the test, or fails
@@ -70,10 +72,12 @@ func lookPath(tb testing.TB, name string) string {
 	return path
 }
 
-func start(tb testing.TB, pickPort func(testing.TB) int, t *TLS, args []string) *Server {
+// start starts s, which holds its arguments and mode, on a port pickPort
+// finds, and stops it when the test ends.
+func start(tb testing.TB, s *Server, pickPort func(testing.TB) int) *Server {
 	tb.Helper()
 	path := lookPath(tb, "redis-server")
-	s := &Server{Dir: tb.TempDir(), tb: tb, args: args, tls: t}
+	s.Dir, s.tb = tb.TempDir(), tb
 	var err error
 	// A port found free can be taken before the server binds it: try again.
 	for attempt := 0; ; attempt++ {
@@ -129,6 +133,17 @@ func (s *Server) start(path string) error {
 		"--daemonize", "no",
 	)
 	args = append(args, s.args...)
+	if s.sentinel {
+		// A Sentinel rewrites its configuration file, which must come
+		// first; a restarted one keeps what it wrote.
+		conf := filepath.Join(s.Dir, "sentinel.conf")
+		f, err := os.OpenFile(conf, os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		args = append([]string{conf, "--sentinel"}, args...)
+	}
 	s.cmd = exec.Command(path, args...)
 	if err := s.cmd.Start(); err != nil {
 		return err
@@ -188,6 +203,21 @@ func (s *Server) logTail() string {
 	data, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	return strings.Join(lines[max(0, len(lines)-5):], "\n")
+}
+
+// until polls cond until it holds, and fails the test if it does not within
+// startTimeout.
+func until(tb testing.TB, what string, cond func(ctx context.Context) bool) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	for !cond(ctx) {
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("waited %v for %s", startTimeout, what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Stop kills the server and waits for it to exit. Stopping a stopped server
