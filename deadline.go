@@ -47,10 +47,14 @@ type merged struct {
 // that ends by the clock's timeout from now, or when ctx ends if sooner.
 func (c *clock) bound(ctx context.Context) context.Context {
 	deadline := time.Now().Add(c.timeout)
-	if d, ok := ctx.Deadline(); ok && !deadline.Before(d) {
+	d, ok := ctx.Deadline()
+	if ok && !deadline.Before(d) {
 		return ctx
 	}
 	t := c.tick(deadline)
+	if ok && d.Before(t.end) {
+		return ctx // within the tick's rounding
+	}
 	if ctx.Done() == nil {
 		return tickContext{ctx, t} // ctx cannot end: nothing to merge
 	}
