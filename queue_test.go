@@ -358,6 +358,31 @@ func TestRealServerOutage(t *testing.T) {
 	}
 }
 
+// TestRealServerFrozen freezes a real redis-server, which then holds its
+// connections open and answers nothing: the write that meets it times out
+// and is queued, reads are answered from what this process knows, and once
+// the server answers again the queue reaches it without a call to Flush.
+func TestRealServerFrozen(t *testing.T) {
+	srv := redisserver.Start(t)
+	m := newMemory(t, srv.Addr, memory.WithTimeout(200*time.Millisecond))
+	require.NoError(t, m.Set(ctx, "a", 1))
+
+	srv.Freeze()
+	for i := range 3 {
+		require.NoError(t, m.Set(ctx, "b", i), "queued while the server does not answer")
+	}
+	require.Equal(t, 1, m.Pending(), "writes to one name coalesce")
+	requireValue(t, m, "a", 1)
+	requireValue(t, m, "b", 2)
+
+	srv.Thaw()
+	requireEventually(t, 30*time.Second, func() bool { return m.Pending() == 0 },
+		"the background loop flushes the queue once the server answers")
+	raw := rawClient(t, srv.Addr)
+	require.JSONEq(t, "1", storedValue(t, raw, "test:a"))
+	require.JSONEq(t, "2", storedValue(t, raw, "test:b"), "the last write wins over the one that timed out")
+}
+
 func TestOfflineLogs(t *testing.T) {
 	var logs lockedBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

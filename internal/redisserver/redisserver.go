@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -238,5 +239,23 @@ func (s *Server) Restart() {
 	s.Stop()
 	if err := s.start(lookPath(s.tb, "redis-server")); err != nil {
 		s.tb.Fatalf("restart redis-server on %s: %v", s.Addr, err)
+	}
+}
+
+// Freeze stops the server process (SIGSTOP) without closing its port:
+// connections are accepted by the kernel and commands sent, but nothing is
+// answered until Thaw.
+func (s *Server) Freeze() {
+	s.tb.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		s.tb.Fatalf("freeze redis-server on %s: %v", s.Addr, err)
+	}
+}
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *Server) Thaw() {
+	s.tb.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		s.tb.Fatalf("thaw redis-server on %s: %v", s.Addr, err)
 	}
 }
