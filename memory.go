@@ -14,8 +14,10 @@
 // A Memory is safe for concurrent use. Scope derives a child namespace, and
 // any number of Memory values, one per tenant say, can share one client.
 //
-// Every operation is bounded by the Memory's timeout (WithTimeout). When the
-// server cannot be reached, errors wrap ErrUnavailable; a name with no value
+// Every round trip to the server is bounded by the Memory's timeout
+// (WithTimeout), the client's waits and retries included. Most operations
+// are one round trip; Keys and Clear take one per page of keys, and Update
+// one or two per attempt. When the server cannot be reached, errors wrap ErrUnavailable; a name with no value
 // gives ErrNotFound; stored data that cannot be read gives a *DecodeError, and
 // a value JSON cannot carry an *EncodeError.
 package memory
