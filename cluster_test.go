@@ -133,6 +133,44 @@ func TestCluster(t *testing.T) {
 		require.NoError(t, memory.MapOf[int](m, "map").Set(ctx, "k", 1))
 	})
 
+	t.Run("ACL tenant", func(t *testing.T) {
+		args := []any{"ACL", "SETUSER", "acltenant"}
+		for _, rule := range strings.Fields(tenantACL + " +cluster|slots") {
+			args = append(args, rule)
+		}
+		args = append(args, "on", ">pw", "~acl:*")
+		for _, addr := range cluster.Addrs {
+			require.NoError(t, rawClient(t, addr).Do(ctx, args...).Err(), addr)
+		}
+		tenant := redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: cluster.Addrs, Username: "acltenant", Password: "pw",
+		})
+		t.Cleanup(func() { tenant.Close() })
+		m, err := memory.New(ctx, memory.WithClient(tenant), memory.WithPrefix("acl:"))
+		require.NoError(t, err)
+		t.Cleanup(func() { m.Close() })
+
+		for i := range 30 {
+			require.NoError(t, m.Set(ctx, fmt.Sprint("k", i), i))
+		}
+		requireSpread(t, client, "acl:")
+		requireValue(t, m, "k7", 7)
+		require.NoError(t, memory.Update(ctx, m, "n", func(n *int) error { *n++; return nil }))
+		require.NoError(t, m.Save(ctx, &struct{ A, B int }{1, 2}))
+		names, err := m.Keys(ctx)
+		require.NoError(t, err)
+		require.Len(t, names, 33)
+		n, err := m.Clear(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 33, n)
+
+		other, err := memory.New(ctx, memory.WithClient(tenant), memory.WithPrefix("core:"))
+		require.NoError(t, err)
+		t.Cleanup(func() { other.Close() })
+		err = other.Set(ctx, "k", 1)
+		require.True(t, redis.IsPermissionError(err), "outside its prefix: %v", err)
+	})
+
 	t.Run("REDIS_CLUSTER_ADDRS", func(t *testing.T) {
 		clearEnv(t)
 		t.Setenv("REDIS_CLUSTER_ADDRS", strings.Join(cluster.Addrs, ", "))
