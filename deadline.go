@@ -25,7 +25,18 @@ type clock struct {
 	last    atomic.Pointer[tick]
 }
 
-func newClock(timeout time.Duration) *clock { return &clock{timeout: timeout} }
+// clocks holds the clock of each timeout in use, so that every Memory with
+// that timeout, a service's thousands of tenants say, shares its ticks.
+var clocks sync.Map // time.Duration to *clock
+
+// clockFor returns the clock of timeout.
+func clockFor(timeout time.Duration) *clock {
+	if c, ok := clocks.Load(timeout); ok {
+		return c.(*clock)
+	}
+	c, _ := clocks.LoadOrStore(timeout, &clock{timeout: timeout})
+	return c.(*clock)
+}
 
 // A tick ends the operations whose deadlines fall in one interval.
 type tick struct {

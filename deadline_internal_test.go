@@ -18,7 +18,7 @@ func TestClockBound(t *testing.T) {
 	for name, parent := range map[string]context.Context{"background": values, "cancelable": cancelable} {
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()
-			ctx := newClock(timeout).bound(parent)
+			ctx := newTestClock(timeout).bound(parent)
 			deadline, ok := ctx.Deadline()
 			require.True(t, ok)
 			require.False(t, deadline.Before(start.Add(timeout)), "not before the timeout")
@@ -35,7 +35,7 @@ func TestClockBound(t *testing.T) {
 }
 
 func TestClockBoundCanceled(t *testing.T) {
-	c := newClock(time.Hour)
+	c := newTestClock(time.Hour)
 	parent, cancel := context.WithCancel(context.Background())
 	first := c.bound(parent)
 	second := c.bound(context.WithValue(parent, ctxKey{}, "second"))
@@ -51,7 +51,7 @@ func TestClockBoundCanceled(t *testing.T) {
 }
 
 func TestClockBoundSoonerParent(t *testing.T) {
-	c := newClock(time.Hour)
+	c := newTestClock(time.Hour)
 	parent, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.Equal(t, parent, c.bound(parent), "the caller's sooner deadline stands")
@@ -59,7 +59,7 @@ func TestClockBoundSoonerParent(t *testing.T) {
 }
 
 func TestClockSharesTicks(t *testing.T) {
-	c := newClock(time.Second)
+	c := newTestClock(time.Second)
 	start := time.Now()
 	ticks := map[<-chan struct{}]bool{}
 	for range 10_000 {
@@ -70,7 +70,7 @@ func TestClockSharesTicks(t *testing.T) {
 }
 
 func TestTickEndsMerged(t *testing.T) {
-	c := newClock(20 * time.Millisecond)
+	c := newTestClock(20 * time.Millisecond)
 	parent, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ctx := c.bound(parent)
@@ -79,4 +79,12 @@ func TestTickEndsMerged(t *testing.T) {
 	require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
 	require.Nil(t, tick.merged, "the tick lets go of what it merged")
 	require.NoError(t, parent.Err())
+}
+
+// newTestClock returns a clock of its own, unlike clockFor.
+func newTestClock(timeout time.Duration) *clock { return &clock{timeout: timeout} }
+
+func TestClockFor(t *testing.T) {
+	require.Same(t, clockFor(time.Second), clockFor(time.Second), "one clock per timeout")
+	require.NotSame(t, clockFor(time.Second), clockFor(2*time.Second))
 }

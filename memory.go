@@ -79,7 +79,7 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 	}
 	s := &shared{
 		client:     c.client,
-		clock:      newClock(c.timeout),
+		clock:      clockFor(c.timeout),
 		ttl:        c.ttl,
 		queue:      c.queue,
 		maxPending: c.maxPending,

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,8 +52,9 @@ func newTestCA(t *testing.T, dir, name string) *testCA {
 	return ca
 }
 
-// issue writes a server certificate for 127.0.0.1 and localhost, signed by
-// ca, and its key, and returns their files.
+// issue writes a certificate for 127.0.0.1 and localhost, signed by ca, for
+// a server, or a cluster node, which is also a client of the other nodes, and
+// its key, and returns their files.
 func (ca *testCA) issue(t *testing.T, dir string) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -63,7 +65,7 @@ func (ca *testCA) issue(t *testing.T, dir string) (certFile, keyFile string) {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, // nodes of a cluster are each other's clients
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		DNSNames:     []string{"localhost"},
 	}
@@ -154,4 +156,34 @@ func TestTLS(t *testing.T) {
 		_, err = memory.New(ctx, memory.WithURL("rediss://127.0.0.1:"+port))
 		require.ErrorContains(t, err, "holds no PEM certificate")
 	})
+}
+
+// TestTLSCluster reaches a Redis Cluster whose nodes speak TLS only through
+// REDIS_CLUSTER_ADDRS and REDIS_TLS_CA_FILE.
+func TestTLSCluster(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "ca")
+	certFile, keyFile := ca.issue(t, dir)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	cluster := redisserver.StartTLSCluster(t, 3, redisserver.TLS{
+		CertFile: certFile, KeyFile: keyFile, CAFile: ca.file,
+		Client: &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"},
+	})
+	t.Setenv("REDIS_CLUSTER_ADDRS", strings.Join(cluster.Addrs, ","))
+	t.Setenv("REDIS_TLS_CA_FILE", ca.file)
+	m, err := memory.New(ctx, memory.WithPrefix("tls:"))
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	for i := range 30 {
+		require.NoError(t, m.Set(ctx, "k"+strconv.Itoa(i), i))
+	}
+	requireValue(t, m, "k7", 7)
+	names, err := m.Keys(ctx)
+	require.NoError(t, err)
+	require.Len(t, names, 30, "every master, over TLS")
+	n, err := m.Clear(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 30, n)
 }

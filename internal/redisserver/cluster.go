@@ -22,10 +22,22 @@ type Cluster struct {
 // servers stop when the test ends.
 func StartCluster(tb testing.TB, n int, args ...string) *Cluster {
 	tb.Helper()
+	return startCluster(tb, n, nil, args)
+}
+
+// StartTLSCluster is StartCluster for nodes that speak TLS only, to clients
+// and to each other, with the certificate of t, which must name 127.0.0.1.
+func StartTLSCluster(tb testing.TB, n int, t TLS, args ...string) *Cluster {
+	tb.Helper()
+	return startCluster(tb, n, &t, append([]string{"--tls-cluster", "yes"}, args...))
+}
+
+func startCluster(tb testing.TB, n int, t *TLS, args []string) *Cluster {
+	tb.Helper()
 	cli := lookPath(tb, "redis-cli")
 	c := &Cluster{}
 	for range n {
-		srv := start(tb, &Server{args: append([]string{
+		srv := start(tb, &Server{tls: t, args: append([]string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "5000",
@@ -33,13 +45,22 @@ func StartCluster(tb testing.TB, n int, args ...string) *Cluster {
 		c.Servers = append(c.Servers, srv)
 		c.Addrs = append(c.Addrs, srv.Addr)
 	}
-	create := exec.Command(cli, append(append([]string{"--cluster", "create"}, c.Addrs...),
-		"--cluster-replicas", "0", "--cluster-yes")...)
-	if out, err := create.CombinedOutput(); err != nil {
+	create := []string{"--cluster", "create"}
+	opts := &redis.Options{}
+	if t != nil {
+		create = append(create, "--tls", "--cacert", t.CAFile)
+		opts.TLSConfig = t.Client
+	}
+	create = append(append(create, c.Addrs...), "--cluster-replicas", "0", "--cluster-yes")
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	// It waits for the nodes to meet, for ever if they cannot.
+	if out, err := exec.CommandContext(ctx, cli, create...).CombinedOutput(); err != nil {
 		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	for _, addr := range c.Addrs {
-		client := redis.NewClient(&redis.Options{Addr: addr})
+		opts.Addr = addr
+		client := redis.NewClient(opts)
 		until(tb, "cluster node "+addr+" ok", func(ctx context.Context) bool {
 			return strings.Contains(client.ClusterInfo(ctx).Val(), "cluster_state:ok")
 		})
