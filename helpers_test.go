@@ -104,11 +104,12 @@ func (h *roundTrips) reset() {
 // countedMemory returns a Memory with prefix "test:" over a client on addr
 // that counts its round trips. The client's connections, of its main pool
 // and of its pipeline pool, are open before counting starts, so that
-// handshakes are not counted. The client fails a refused dial at once, as
-// the one New creates does.
+// handshakes are not counted. Like the client New creates, it fails a
+// refused dial at once and retries a failed command once: go-redis fails
+// every dial at once, for up to a second, after PoolSize failed ones.
 func countedMemory(t *testing.T, addr string, opts ...memory.Option) (*memory.Memory, *roundTrips) {
 	t.Helper()
-	client := redis.NewClient(&redis.Options{Addr: addr, DialerRetries: 1})
+	client := redis.NewClient(&redis.Options{Addr: addr, DialerRetries: 1, MaxRetries: 1})
 	t.Cleanup(func() { client.Close() })
 	require.NoError(t, client.Ping(ctx).Err())
 	_, err := client.Pipelined(ctx, func(p redis.Pipeliner) error { return p.Ping(ctx).Err() })
