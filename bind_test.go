@@ -394,7 +394,7 @@ func TestSaveLoadUnavailable(t *testing.T) {
 }
 
 // storedValue returns the JSON of the value stored at key.
-func storedValue(t *testing.T, raw *redis.Client, key string) string {
+func storedValue(t *testing.T, raw redis.Cmdable, key string) string {
 	t.Helper()
 	var env struct{ Value json.RawMessage }
 	require.NoError(t, json.Unmarshal([]byte(raw.Get(ctx, key).Val()), &env))

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -224,5 +225,37 @@ func (w pipelineWatcher) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 		}
 		w(names)
 		return next(ctx, cmds)
+	}
+}
+
+// TestClusterMasterOutage stops one master of a cluster, with its data in an
+// append-only file, and starts it again: the writes made meanwhile are
+// queued, and reach their slots once the master is back, without a call to
+// Flush.
+func TestClusterMasterOutage(t *testing.T) {
+	cluster := redisserver.StartCluster(t, 3, "--appendonly", "yes", "--appendfsync", "always")
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs})
+	t.Cleanup(func() { client.Close() })
+	m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("outage:"),
+		memory.WithTimeout(300*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	name := func(i int) string { return fmt.Sprint("k", i) }
+	for i := range 30 {
+		require.NoError(t, m.Set(ctx, name(i), i))
+	}
+	requireSpread(t, client, "outage:")
+
+	cluster.Servers[0].Stop()
+	for i := range 30 {
+		require.NoError(t, m.Set(ctx, name(i), 100+i), "written, or queued from the first write that meets the down master on")
+	}
+	require.Positive(t, m.Pending())
+
+	cluster.Servers[0].Restart()
+	requireEventually(t, 60*time.Second, func() bool { return m.Pending() == 0 },
+		"the background loop flushes the queue once the master is back")
+	for i := range 30 {
+		require.JSONEq(t, fmt.Sprint(100+i), storedValue(t, client, "outage:"+name(i)), name(i))
 	}
 }
