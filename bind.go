@@ -291,16 +291,11 @@ func checkJSONTypeSeen(t reflect.Type, seen map[reflect.Type]bool) error {
 // fields are queued as Set queues a value, all of them or, when the queue is
 // full, none.
 func (m *Memory) Save(ctx context.Context, src any) error {
-	v, plan, err := bind(src)
+	v, fields, keys, err := m.bindFields("save", src)
 	if err != nil {
 		return err
 	}
-	fields := plan.fields
-	if err := m.open("save"); err != nil {
-		return err
-	}
 	now := time.Now().UnixNano()
-	keys := plan.keysUnder(m.prefix)
 	saved, values, err := encodeFields(v, fields, now)
 	if err != nil {
 		return err
@@ -330,6 +325,20 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 		}
 	}
 	return m.s.link.enqueue(m.s, entries...)
+}
+
+// bindFields returns, for the operation op, the struct arg points to, its
+// bound fields and their keys under m's prefix; or a *BindError, or an error
+// wrapping ErrClosed.
+func (m *Memory) bindFields(op string, arg any) (v reflect.Value, fields []boundField, keys []string, err error) {
+	v, plan, err := bind(arg)
+	if err != nil {
+		return v, nil, nil, err
+	}
+	if err := m.open(op); err != nil {
+		return v, nil, nil, err
+	}
+	return v, plan.fields, plan.keysUnder(m.prefix), nil
 }
 
 // encodeFields returns the envelopes of the fields of v that Save writes,
@@ -404,18 +413,10 @@ func isEmpty(v reflect.Value) bool {
 // process knows, and returns an error wrapping ErrUnavailable if it does not
 // know them all.
 func (m *Memory) Load(ctx context.Context, dst any) error {
-	v, plan, err := bind(dst)
-	if err != nil {
+	v, fields, keys, err := m.bindFields("load", dst)
+	if err != nil || len(fields) == 0 {
 		return err
 	}
-	fields := plan.fields
-	if err := m.open("load"); err != nil {
-		return err
-	}
-	if len(fields) == 0 {
-		return nil
-	}
-	keys := plan.keysUnder(m.prefix)
 	var cause error
 	if !m.queueing() {
 		bctx := m.s.clock.bound(ctx)
