@@ -3,6 +3,7 @@ package memory_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -44,6 +45,7 @@ func TestCluster(t *testing.T) {
 		names, err := m.Keys(ctx)
 		require.NoError(t, err)
 		require.Equal(t, want, names, "every master is scanned")
+		require.Equal(t, slices.Concat([]string{"conv:topic"}, want), walk(t, m), "every master is walked")
 		requireValue(t, m, "k123", 123)
 		ok, err := m.Has(ctx, "k007")
 		require.NoError(t, err)

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,7 +165,29 @@ func loadEnv(path string) (environment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("memory: WithEnvFile(%q): %w", path, err)
 	}
+	// godotenv reads a line with no '=', such as "REDIS_URL redis://h:1",
+	// as a variable named "REDIS_URL redis": refuse it rather than let
+	// the setting fall back to its default.
+	for _, name := range slices.Sorted(maps.Keys(file)) {
+		if !isVariableName(name) {
+			return nil, fmt.Errorf("memory: WithEnvFile(%q): entry %q is not a variable name (letters, digits and '_'; is its '=' missing?)", path, name)
+		}
+	}
 	return file, nil
+}
+
+// isVariableName reports whether s is a name the shell gives variables:
+// letters, digits and '_', not starting with a digit.
+func isVariableName(s string) bool {
+	for i, c := range s {
+		switch {
+		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case '0' <= c && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 func (e environment) lookup(name string) string {

@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -317,4 +318,26 @@ func TestUnixSocket(t *testing.T) {
 	defer m.Close()
 	require.NoError(t, m.Set(ctx, "k", "over a unix socket"))
 	requireValue(t, m, "k", "over a unix socket")
+}
+
+func TestEnvFileBrokenEntry(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		name, file, entry string
+	}{
+		{"no equals sign", "REDIS_URL redis://10.0.0.1:6379\n", "REDIS_URL redis"},
+		{"space in the name", "REDIS PREFIX=x:\n", "REDIS PREFIX"},
+		{"leading digit", "1REDIS_PREFIX=x:\n", "1REDIS_PREFIX"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), ".env")
+			require.NoError(t, os.WriteFile(path, []byte("REDIS_PREFIX=ok:\n"+tt.file), 0o600))
+			m, err := memory.New(ctx, memory.WithEnvFile(path))
+			require.Error(t, err, "no fallback to localhost")
+			require.Nil(t, m)
+			require.Contains(t, err.Error(), path)
+			require.Contains(t, err.Error(), fmt.Sprintf("entry %q", tt.entry))
+		})
+	}
 }

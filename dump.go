@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -82,43 +83,49 @@ func unwrap(stored []byte) (value []byte, lastModified int64, err error) {
 }
 
 // Restore writes records, as Dump returns them, under the prefix, and returns
-// how many it wrote. The last writer wins, as when the offline queue is
+// how many it changed. The last writer wins, as when the offline queue is
 // flushed: a record is skipped when the server holds a strictly newer
 // last_modified for its key, unless force is true. Each record is checked and
-// written in one atomic step. A key must be a name, or names of scopes joined
-// by ':', and a value JSON; otherwise Restore writes nothing and returns an
-// error naming it.
+// written in one atomic step, and the records go to the server in pipelines
+// of a thousand. A key must be a name, or names joined by ':' (a scope's
+// "conv_42:topic"), and a value JSON; otherwise Restore writes nothing and
+// returns an error naming it. On error, the count is of the records changed
+// until then.
 func (m *Memory) Restore(ctx context.Context, records map[string]Record, force bool) (int, error) {
 	if err := m.open("restore"); err != nil {
 		return 0, err
 	}
-	entries := make([]*entry, 0, len(records))
+	keys := make([]string, 0, len(records))
 	for key, r := range records {
-		why := textFault(key)
-		if key == "" {
-			why = "empty"
-		}
-		if why != "" {
-			return 0, fmt.Errorf("%w: restore %q: %s", ErrInvalidName, key, why)
+		if err := checkPath(key); err != nil {
+			return 0, fmt.Errorf("memory: restore under %q: %w", m.prefix, err)
 		}
 		if !json.Valid(r.Value) {
 			return 0, &DecodeError{Key: m.prefix + key, Err: errors.New("the value is not JSON")}
 		}
-		e := &entry{key: m.prefix + key, name: key, owner: m.s, base: baseValue, stamp: r.LastModified}
-		e.value = envelope(r.Value, r.LastModified)
-		if force {
-			e.stamp = math.MaxInt64
-		}
-		entries = append(entries, e)
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	stamp := func(r Record) int64 { return r.LastModified }
+	if force {
+		stamp = func(Record) int64 { return math.MaxInt64 }
 	}
 	written := 0
-	for _, e := range entries {
-		wrote, err := m.s.link.deliver(ctx, e)
-		if err != nil {
-			return written, opError(ctx, "restore", e.key, err)
+	for batch := range slices.Chunk(keys, scanBatch) {
+		puts := make([]put, len(batch))
+		for i, key := range batch {
+			r := records[key]
+			puts[i] = put{key: m.prefix + key, value: envelope(r.Value, r.LastModified), stamp: stamp(r), ttl: m.s.ttl}
 		}
-		if wrote {
-			written++
+		wrote, err := runPuts(m.s.clock.bound(ctx), m.s.client, puts)
+		for i, ok := range wrote {
+			if ok {
+				written++
+				m.s.link.delivered(puts[i].key, puts[i].value, m.s.ttl)
+			}
+		}
+		if err != nil {
+			return written, opError(ctx, "restore", m.prefix, err)
 		}
 	}
 	return written, nil

@@ -2,6 +2,8 @@ package memory_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -61,20 +63,43 @@ func TestDumpRestore(t *testing.T) {
 
 func TestRestoreRefusesBadRecords(t *testing.T) {
 	m := newMemory(t, miniredisAddr(t))
-	for key, r := range map[string]memory.Record{
-		"with space": {Value: json.RawMessage(`1`)},
-		"":           {Value: json.RawMessage(`1`)},
-	} {
-		_, err := m.Restore(ctx, map[string]memory.Record{"good": {Value: json.RawMessage(`1`)}, key: r}, false)
-		require.ErrorIs(t, err, memory.ErrInvalidName)
+	good := memory.Record{Value: json.RawMessage(`1`)}
+	for _, key := range []string{"with space", "", "a::b", "c:", ":c", "conv:a b", "x\x00y"} {
+		t.Run(key, func(t *testing.T) {
+			_, err := m.Restore(ctx, map[string]memory.Record{"good": good, "conv:good": good, key: good}, false)
+			require.ErrorIs(t, err, memory.ErrInvalidName)
+			require.Contains(t, err.Error(), strconv.Quote(key))
+		})
 	}
-	_, err := m.Restore(ctx, map[string]memory.Record{"good": {Value: json.RawMessage(`1`)}, "bad": {Value: json.RawMessage(`{`)}}, false)
+	_, err := m.Restore(ctx, map[string]memory.Record{"good": good, "bad": {Value: json.RawMessage(`{`)}}, false)
 	var de *memory.DecodeError
 	require.ErrorAs(t, err, &de)
 	require.Equal(t, "test:bad", de.Key)
-	names, err := m.Keys(ctx)
+	records, err := m.Dump(ctx)
 	require.NoError(t, err)
-	require.Empty(t, names, "nothing written")
+	require.Empty(t, records, "nothing written")
+}
+
+// TestRestoreBatches restores thousands of records in a few round trips:
+// pipelines of a thousand, each record still checked against the server's
+// stamp on its own.
+func TestRestoreBatches(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		const n = 2500
+		records := make(map[string]memory.Record, n)
+		for i := range n {
+			records[fmt.Sprintf("s%d:k%d", i%7, i)] = memory.Record{Value: json.RawMessage(strconv.Itoa(i)), LastModified: int64(i)}
+		}
+		raw := rawClient(t, addr)
+		require.NoError(t, raw.Set(ctx, "test:s1:k1", `{"value": "newer", "last_modified": 99999}`, 0).Err())
+		m, trips := countedMemory(t, addr)
+		written, err := m.Restore(ctx, records, false)
+		require.NoError(t, err)
+		require.Equal(t, n-1, written, "all but the record the server holds newer")
+		require.LessOrEqual(t, trips.count, n/1000+1+2, "a pipeline per thousand records, and loading the script once")
+		require.Equal(t, `{"value": 2499, "last_modified": 2499}`, raw.Get(ctx, "test:s0:k2499").Val())
+		require.Equal(t, `{"value": "newer", "last_modified": 99999}`, raw.Get(ctx, "test:s1:k1").Val())
+	})
 }
 
 func jsonInt(n int64) string {

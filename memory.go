@@ -27,18 +27,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
-
-// scanBatch is the COUNT hint of each SCAN, and so about the most keys one
-// UNLINK of Clear removes.
-const scanBatch = 1000
 
 // A Memory reads and writes named values under one key prefix.
 type Memory struct {
@@ -331,108 +324,14 @@ func (m *Memory) Expire(ctx context.Context, name string, ttl time.Duration) err
 	return m.s.link.enqueue(m.s, e)
 }
 
-// Keys returns the sorted names that have a value. It lists only this
-// Memory's own names: not its scopes' keys, nor keys under the prefix that
-// are not valid names. On a cluster it scans every master. While the server
-// cannot be reached, it returns an error wrapping ErrUnavailable.
-func (m *Memory) Keys(ctx context.Context) ([]string, error) {
-	var mu sync.Mutex
-	names := []string{}
-	err := m.scan(ctx, "keys", func(_ redis.Cmdable, keys []string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, key := range keys {
-			if name := key[len(m.prefix):]; nameFault(name) == "" {
-				names = append(names, name)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(names)
-	return slices.Compact(names), nil // SCAN may return a key twice
-}
-
-// Clear removes every key under the prefix, its scopes' included, and
-// returns how many it removed. It scans in batches, on every master of a
-// cluster, and unlinks each batch in one round trip, never blocking the
-// server as KEYS would; on error, the count is of the keys removed until
-// then. Writes under the prefix still queued are dropped. While the server
-// cannot be reached, it returns an error wrapping ErrUnavailable.
-func (m *Memory) Clear(ctx context.Context) (int, error) {
-	var removed atomic.Int64
-	err := m.scan(ctx, "clear", func(node redis.Cmdable, keys []string) error {
-		bctx := m.s.clock.bound(ctx)
-		// One UNLINK per key: a cluster refuses one across slots.
-		cmds, err := node.Pipelined(bctx, func(p redis.Pipeliner) error {
-			for _, key := range keys {
-				p.Unlink(bctx, key)
-			}
-			return nil
-		})
-		for _, cmd := range cmds {
-			removed.Add(cmd.(*redis.IntCmd).Val())
-		}
-		return err
-	})
-	n := int(removed.Load())
-	if err != nil {
-		m.s.log.Warn("memory: clear failed", "prefix", m.prefix, "removed", n, "err", err)
-		return n, err
-	}
-	m.s.link.forget(m.prefix)
-	m.s.log.Info("memory: cleared", "prefix", m.prefix, "removed", n)
-	return n, nil
-}
-
-// scan calls fn with each page of keys under the prefix and the node that
-// holds them: on a cluster, the pages of every master, concurrently. The
-// SCAN pattern only narrows the scan; every key is checked against the prefix
-// before fn sees it.
-func (m *Memory) scan(ctx context.Context, op string, fn func(node redis.Cmdable, keys []string) error) error {
-	if err := m.open(op); err != nil {
-		return err
-	}
-	var err error
-	if cluster, ok := m.s.client.(*redis.ClusterClient); ok {
-		err = cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			return m.scanNode(ctx, node, fn)
-		})
-	} else {
-		err = m.scanNode(ctx, m.s.client, fn)
-	}
-	return opError(ctx, op, m.prefix, err)
-}
-
-func (m *Memory) scanNode(ctx context.Context, node redis.Cmdable, fn func(node redis.Cmdable, keys []string) error) error {
-	pattern := scanPattern(m.prefix)
-	var cursor uint64
-	for {
-		keys, next, err := node.Scan(m.s.clock.bound(ctx), cursor, pattern, scanBatch).Result()
-		if err != nil {
-			return err
-		}
-		keys = slices.DeleteFunc(keys, func(key string) bool {
-			return !strings.HasPrefix(key, m.prefix)
-		})
-		if len(keys) > 0 {
-			if err := fn(node, keys); err != nil {
-				return err
-			}
-		}
-		if next == 0 {
-			return nil
-		}
-		cursor = next
-	}
-}
-
 // Scope returns the child Memory whose prefix is m's prefix, part and ':',
-// the keys of the Python library's ConversationMemory. part follows the name
-// rules. A scope shares m's client; closing it does nothing, and closing m
-// closes its scopes too.
+// the keys of the Python library's ConversationMemory. A scope shares m's
+// client; closing it does nothing, and closing m closes its scopes too.
+//
+// part follows the name rules, which makes Scope the safe way to build a
+// tenant's namespace from an identifier that comes from outside: "acme:evil"
+// is refused with ErrInvalidName, and so can never reach into the
+// namespace of tenant "acme", as a prefix joined from strings could.
 func (m *Memory) Scope(part string) (*Memory, error) {
 	if err := checkName(part); err != nil {
 		return nil, fmt.Errorf("memory: scope of prefix %q: %w", m.prefix, err)

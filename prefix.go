@@ -29,6 +29,18 @@ func checkName(name string) error {
 	return nil
 }
 
+// checkPath returns an error wrapping ErrInvalidName unless path is a name,
+// or names joined by ':', as the keys of scopes are under a prefix:
+// "topic", "conv_42:topic".
+func checkPath(path string) error {
+	for part := range strings.SplitSeq(path, string(separator)) {
+		if why := nameFault(part); why != "" {
+			return fmt.Errorf("%w %q: part %q: %s", ErrInvalidName, path, part, why)
+		}
+	}
+	return nil
+}
+
 func nameFault(name string) string {
 	switch {
 	case name == "":

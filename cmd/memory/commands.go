@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -166,19 +167,19 @@ func expire(ctx context.Context, c *cli, args []string) error {
 func clear(ctx context.Context, c *cli, _ []string) error {
 	prefix := c.mem.Prefix()
 	if !c.opts.yes || c.opts.dryRun {
-		keys, err := c.allKeys(ctx)
+		n, err := c.census(ctx, c.opts.dryRun)
 		if err != nil {
 			return err
 		}
 		if c.opts.dryRun {
-			return c.report(map[string]any{"prefix": prefix, "keys": keys, "deleted": 0}, func() {
-				for _, key := range keys {
-					fmt.Fprintln(c.stdout, key)
+			return c.report(map[string]any{"prefix": prefix, "keys": n.keys, "names": n.names, "scopes": n.scopes, "deleted": 0}, func() {
+				for _, key := range n.keys {
+					fmt.Fprintln(c.stdout, prefix+key)
 				}
-				fmt.Fprintf(c.stdout, "would delete %d keys under %q\n", len(keys), prefix)
+				fmt.Fprintf(c.stdout, "would delete %d keys under %q: %s\n", n.total(), prefix, n)
 			})
 		}
-		fmt.Fprintf(c.stderr, "Delete %d keys under %q? [y/N] ", len(keys), prefix)
+		fmt.Fprintf(c.stderr, "Delete %d keys under %q (%s)? [y/N] ", n.total(), prefix, n)
 		answer, _ := bufio.NewReader(c.stdin).ReadString('\n')
 		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
 			return fmt.Errorf("memory: clear %q: not confirmed; nothing deleted (--yes skips the question)", prefix)
@@ -197,35 +198,65 @@ func clear(ctx context.Context, c *cli, _ []string) error {
 	})
 }
 
-// allKeys returns every key under the prefix, scopes' and unreadable ones
-// included, sorted.
-func (c *cli) allKeys(ctx context.Context) ([]string, error) {
-	records, err := c.mem.Dump(ctx)
-	if records == nil {
-		return nil, err
-	}
-	keys := make([]string, 0, len(records))
-	for name := range records {
-		keys = append(keys, c.mem.Prefix()+name)
-	}
-	for _, e := range unwrapAll(err) {
-		if de := (*memory.DecodeError)(nil); errors.As(e, &de) {
-			keys = append(keys, de.Key)
-		}
-	}
-	slices.Sort(keys)
-	return keys, nil
+// A census counts the keys under a prefix: those of names directly under
+// it, and those in each scope, nested scopes counted in their top scope.
+// A prefix owns every prefix under it, so Clear removes them all.
+type census struct {
+	names  int
+	scopes map[string]int // top scope → keys in it
+	keys   []string       // every key less the prefix, sorted, when asked for
 }
 
-// unwrapAll returns the errors joined in err.
-func unwrapAll(err error) []error {
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		return joined.Unwrap()
+// census walks the keys under the prefix, reading no values, and keeps them
+// all when keep is true.
+func (c *cli) census(ctx context.Context, keep bool) (census, error) {
+	n := census{scopes: map[string]int{}}
+	for key, err := range c.mem.Walk(ctx) {
+		if err != nil {
+			return n, err
+		}
+		if keep {
+			n.keys = append(n.keys, key)
+		}
+		if scope, _, nested := strings.Cut(key, ":"); nested {
+			n.scopes[scope]++
+		} else {
+			n.names++
+		}
 	}
-	if err == nil {
-		return nil
+	slices.Sort(n.keys)
+	n.keys = slices.Compact(n.keys) // a key may come twice in a walk
+	return n, nil
+}
+
+func (n census) total() int {
+	total := n.names
+	for _, k := range n.scopes {
+		total += k
 	}
-	return []error{err}
+	return total
+}
+
+// maxListedScopes is how many scopes a census names before it says how many
+// more there are.
+const maxListedScopes = 10
+
+// String says how the keys split, such as "3 names, 9 keys in 2 scopes:
+// dev (5), prod (4)".
+func (n census) String() string {
+	s := fmt.Sprintf("%d names", n.names)
+	if len(n.scopes) == 0 {
+		return s
+	}
+	scopes := slices.Sorted(maps.Keys(n.scopes))
+	listed := make([]string, 0, maxListedScopes+1)
+	for _, scope := range scopes[:min(len(scopes), maxListedScopes)] {
+		listed = append(listed, fmt.Sprintf("%s (%d)", scope, n.scopes[scope]))
+	}
+	if more := len(scopes) - maxListedScopes; more > 0 {
+		listed = append(listed, fmt.Sprintf("and %d more", more))
+	}
+	return fmt.Sprintf("%s, %d keys in %d scopes: %s", s, n.total()-n.names, len(scopes), strings.Join(listed, ", "))
 }
 
 func dump(ctx context.Context, c *cli, _ []string) error {

@@ -89,10 +89,11 @@ func atLeast(k int) func(int) bool { return func(n int) bool { return n >= k } }
 
 // options are the flags of every command, global ones first.
 type options struct {
-	url, prefix, envFile string
-	scopes               scopes
-	json                 bool
-	timeout              time.Duration
+	url, envFile string
+	prefix       prefix
+	scopes       scopes
+	json         bool
+	timeout      time.Duration
 
 	raw, yes, dryRun, force bool
 	ttl, interval           time.Duration
@@ -105,6 +106,17 @@ type scopes []string
 func (s *scopes) String() string     { return strings.Join(*s, ",") }
 func (s *scopes) Set(v string) error { *s = append(*s, v); return nil }
 
+// prefix is the --prefix flag, which remembers whether it was given: an
+// empty --prefix, as an unset shell variable makes it, is an error, not the
+// default prefix.
+type prefix struct {
+	value string
+	set   bool
+}
+
+func (p *prefix) String() string     { return p.value }
+func (p *prefix) Set(v string) error { p.value, p.set = v, true; return nil }
+
 // global defines the global flags on fs, with the values they have as
 // defaults, so that they can be given before or after the command's name.
 func (o *options) global(fs *flag.FlagSet) {
@@ -112,7 +124,7 @@ func (o *options) global(fs *flag.FlagSet) {
 		o.timeout = 5 * time.Second
 	}
 	fs.StringVar(&o.url, "url", o.url, "the server, as redis://, rediss:// or unix:// `URL` (default: REDIS_URL, REDIS_HOST...)")
-	fs.StringVar(&o.prefix, "prefix", o.prefix, "the namespace's key `prefix` (default: REDIS_PREFIX, else memory:)")
+	fs.Var(&o.prefix, "prefix", "the namespace's key `prefix` (default: REDIS_PREFIX, else memory:)")
 	fs.Var(&o.scopes, "scope", "work in this scope of the prefix; repeat to nest (`name`)")
 	fs.StringVar(&o.envFile, "env-file", o.envFile, "read variables from this .env `file` (default: ./.env when present)")
 	fs.BoolVar(&o.json, "json", o.json, "print machine-readable JSON")
@@ -234,13 +246,16 @@ func (c *cli) open(ctx context.Context) error {
 	if c.opts.url != "" {
 		opts = append(opts, memory.WithURL(c.opts.url))
 	}
-	if c.opts.prefix != "" {
-		opts = append(opts, memory.WithPrefix(c.opts.prefix))
+	if c.opts.prefix.set {
+		opts = append(opts, memory.WithPrefix(c.opts.prefix.value))
 	}
 	if c.opts.ttl > 0 {
 		opts = append(opts, memory.WithDefaultTTL(c.opts.ttl))
 	}
 	root, err := memory.New(ctx, opts...)
+	if c.opts.prefix.set && errors.Is(err, memory.ErrInvalidPrefix) {
+		return usageError{fmt.Sprintf("--prefix %q: %v", c.opts.prefix.value, err)}
+	}
 	if err != nil {
 		return err
 	}

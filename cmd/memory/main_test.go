@@ -1,15 +1,14 @@
-package main_test
+package main
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,24 +20,7 @@ import (
 	"github.com/redis-memory/memory/internal/redisserver"
 )
 
-var (
-	ctx = context.Background()
-	bin string // the memory command, built by TestMain
-)
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "memory-cmd")
-	if err != nil {
-		panic(err)
-	}
-	bin = filepath.Join(dir, "memory")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		panic(fmt.Sprintf("build: %v\n%s", err, out))
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+var ctx = context.Background()
 
 // eachServer runs fn on a fresh miniredis and on a fresh real redis-server.
 func eachServer(t *testing.T, fn func(t *testing.T, addr string)) {
@@ -53,40 +35,33 @@ type result struct {
 	stdout, stderr string
 }
 
-// run runs the command with args against the server at addr, with stdin,
-// in an empty directory and an environment free of REDIS_ variables.
-func run(t *testing.T, addr, stdin string, args ...string) result {
+// invoke runs the command line args in-process against the server at addr,
+// with stdin, as a shell would run the tool: in an empty directory, with no
+// REDIS_ or MEMORY_ variables set.
+func invoke(t *testing.T, addr, stdin string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"--url", "redis://" + addr}, args...)...)
-	cmd.Dir = t.TempDir()
-	cmd.Env = cleanEnv()
-	cmd.Stdin = strings.NewReader(stdin)
+	isolate(t)
 	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if exit, ok := err.(*exec.ExitError); ok {
-		code = exit.ExitCode()
-	} else {
-		require.NoError(t, err)
-	}
+	code := run(t.Context(), append([]string{"--url", "redis://" + addr}, args...), strings.NewReader(stdin), &stdout, &stderr)
 	return result{code, stdout.String(), stderr.String()}
 }
 
-func cleanEnv() []string {
-	var env []string
+// isolate moves the test to an empty directory, so that no .env is found,
+// and unsets the variables that configure the library.
+func isolate(t *testing.T) {
+	t.Helper()
+	t.Chdir(t.TempDir())
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REDIS_") && !strings.HasPrefix(kv, "MEMORY_") {
-			env = append(env, kv)
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "REDIS_") || strings.HasPrefix(name, "MEMORY_") {
+			t.Setenv(name, "")
 		}
 	}
-	return env
 }
 
 // ok runs the command and requires it to succeed.
 func ok(t *testing.T, addr string, args ...string) string {
 	t.Helper()
-	r := run(t, addr, "", args...)
+	r := invoke(t, addr, "", args...)
 	require.Equal(t, 0, r.code, "memory %v: %s", args, r.stderr)
 	return r.stdout
 }
@@ -169,18 +144,19 @@ func TestExitCodes(t *testing.T) {
 		{"invalid name", []string{"get", "a:b"}, 1, "invalid name"},
 		{"not found", []string{"get", "absent"}, 1, `not found: "memory:absent"`},
 		{"expire absent", []string{"expire", "absent", "1m"}, 1, "not found"},
-		{"bad prefix", []string{"--prefix", "nocolon", "keys"}, 1, "invalid prefix"},
+		{"bad prefix", []string{"--prefix", "nocolon", "keys"}, 2, "invalid prefix"},
+		{"empty prefix", []string{"--prefix=", "keys"}, 2, `--prefix ""`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := run(t, addr, "", tt.args...)
+			r := invoke(t, addr, "", tt.args...)
 			require.Equal(t, tt.code, r.code, "stdout %q stderr %q", r.stdout, r.stderr)
 			require.Contains(t, r.stderr, tt.mentions)
 		})
 	}
 	require.Empty(t, miniredisKeys(t, addr), "nothing was written")
 
-	down := run(t, "127.0.0.1:1", "", "keys")
+	down := invoke(t, "127.0.0.1:1", "", "keys")
 	require.Equal(t, 1, down.code)
 	require.Contains(t, down.stderr, "server unavailable")
 }
@@ -204,18 +180,18 @@ func TestClear(t *testing.T) {
 		p := "--prefix=a*:"
 
 		dry := ok(t, addr, p, "clear", "--dry-run")
-		require.Equal(t, "a*:k0\na*:k1\na*:k2\na*:k3\na*:k4\nwould delete 5 keys under \"a*:\"\n", dry)
+		require.Equal(t, "a*:k0\na*:k1\na*:k2\na*:k3\na*:k4\nwould delete 5 keys under \"a*:\": 5 names\n", dry)
 		names, _ := mine.Keys(ctx)
 		require.Len(t, names, 5, "--dry-run deletes nothing")
 
-		refused := run(t, addr, "", p, "clear")
+		refused := invoke(t, addr, "", p, "clear")
 		require.Equal(t, 1, refused.code, "empty stdin is no confirmation")
-		require.Contains(t, refused.stderr, `Delete 5 keys under "a*:"? [y/N]`)
+		require.Contains(t, refused.stderr, `Delete 5 keys under "a*:" (5 names)? [y/N]`)
 		require.Contains(t, refused.stderr, "nothing deleted")
 		names, _ = mine.Keys(ctx)
 		require.Len(t, names, 5)
 
-		confirmed := run(t, addr, "y\n", p, "clear")
+		confirmed := invoke(t, addr, "y\n", p, "clear")
 		require.Equal(t, 0, confirmed.code, confirmed.stderr)
 		require.Equal(t, "deleted 5 keys under \"a*:\"\n", confirmed.stdout)
 		names, _ = mine.Keys(ctx)
@@ -229,6 +205,74 @@ func TestClear(t *testing.T) {
 		}
 		require.NoError(t, json.Unmarshal([]byte(ok(t, addr, "--prefix=ab:", "--json", "clear", "--yes")), &report))
 		require.Equal(t, 5, report.Deleted)
+	})
+}
+
+// TestClearNestedNamespaces shows, before anything is deleted, that a prefix
+// owns the prefixes under it: the seed's myapp:, myapp:dev: and
+// myapp:prod:user_123: overlap.
+func TestClearNestedNamespaces(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		for prefix, names := range map[string][]string{
+			"myapp:":               {"config", "flags"},
+			"myapp:dev:":           {"a", "b", "c"},
+			"myapp:prod:user_123:": {"cart"},
+			"myapp:prod:":          {"x"},
+			"myapps:":              {"other"},
+		} {
+			m := newMemory(t, addr, prefix)
+			for _, name := range names {
+				require.NoError(t, m.Set(ctx, name, 1))
+			}
+		}
+		summary := `7 keys under "myapp:" (2 names, 5 keys in 2 scopes: dev (3), prod (2))`
+
+		refused := invoke(t, addr, "n\n", "--prefix=myapp:", "clear")
+		require.Equal(t, 1, refused.code)
+		require.Contains(t, refused.stderr, "Delete "+summary+"? [y/N]")
+
+		dry := ok(t, addr, "--prefix=myapp:", "clear", "--dry-run")
+		require.True(t, strings.HasSuffix(dry, "\nwould delete 7 keys under \"myapp:\": 2 names, 5 keys in 2 scopes: dev (3), prod (2)\n"), dry)
+		require.Contains(t, dry, "myapp:prod:user_123:cart\n")
+		require.NotContains(t, dry, "myapps:")
+
+		var report struct {
+			Keys   []string
+			Names  int
+			Scopes map[string]int
+		}
+		require.NoError(t, json.Unmarshal([]byte(ok(t, addr, "--prefix=myapp:", "--json", "clear", "--dry-run")), &report))
+		require.Len(t, report.Keys, 7)
+		require.Equal(t, 2, report.Names)
+		require.Equal(t, map[string]int{"dev": 3, "prod": 2}, report.Scopes)
+
+		require.Equal(t, "deleted 7 keys under \"myapp:\"\n", ok(t, addr, "--prefix=myapp:", "clear", "--yes"))
+		require.Equal(t, "NAME   TYPE    TTL\nother  number  -\n", ok(t, addr, "--prefix=myapps:", "keys"))
+	})
+}
+
+// TestEmptyPrefix: an empty --prefix, as an unset shell variable gives
+// (--prefix "$TENANT"), is a usage error, not the default prefix memory:.
+func TestEmptyPrefix(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		m := newMemory(t, addr, "memory:")
+		require.NoError(t, m.Set(ctx, "precious", 1))
+		for _, args := range [][]string{
+			{"--prefix", "", "clear", "--yes"},
+			{"--prefix=", "clear", "--yes"},
+			{"clear", "--prefix=", "--yes"},
+			{"--prefix", "nocolon", "clear", "--yes"},
+			{"--prefix", "a b:", "clear", "--yes"},
+		} {
+			r := invoke(t, addr, "", args...)
+			require.Equal(t, exitUsage, r.code, "%v: %s", args, r.stderr)
+			require.Contains(t, r.stderr, "--prefix")
+			require.Contains(t, r.stderr, "invalid prefix")
+			require.Empty(t, r.stdout)
+		}
+		names, err := m.Keys(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"precious"}, names, "nothing deleted")
 	})
 }
 
@@ -258,7 +302,7 @@ func TestDumpClearRestore(t *testing.T) {
 		require.Len(t, doc.Records, 4)
 		require.Equal(t, ok(t, addr, "--prefix=app:", "dump"), string(data), "stdout and -o write the same")
 
-		r := run(t, addr, "", "--prefix=app:", "clear", "--yes")
+		r := invoke(t, addr, "", "--prefix=app:", "clear", "--yes")
 		require.Equal(t, 0, r.code)
 		require.Empty(t, r.stderr, "no progress when standard error is no terminal")
 		require.Empty(t, miniredisKeys(t, addr))
@@ -287,12 +331,15 @@ func TestWatch(t *testing.T) {
 	m := newMemory(t, addr, "memory:")
 	require.NoError(t, m.Set(ctx, "status", "starting"))
 
-	cmd := exec.Command(bin, "--url", "redis://"+addr, "watch", "--interval", "20ms", "status")
-	cmd.Env = cleanEnv()
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	lines := bufio.NewScanner(stdout)
+	isolate(t)
+	out, stdout := io.Pipe()
+	watchCtx, stop := context.WithCancel(t.Context())
+	code := make(chan int, 1)
+	go func() {
+		code <- run(watchCtx, []string{"--url", "redis://" + addr, "watch", "--interval", "20ms", "status"}, strings.NewReader(""), stdout, io.Discard)
+		stdout.Close()
+	}()
+	lines := bufio.NewScanner(out)
 
 	require.True(t, lines.Scan())
 	require.Regexp(t, `^\S+ status = "starting" \(written \S+\)$`, lines.Text())
@@ -303,6 +350,7 @@ func TestWatch(t *testing.T) {
 	require.True(t, lines.Scan())
 	require.Regexp(t, `^\S+ status deleted$`, lines.Text())
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
-	require.NoError(t, cmd.Wait(), "an interrupt ends watch with success")
+	stop() // as an interrupt does
+	go io.Copy(io.Discard, out)
+	require.Equal(t, exitOK, <-code, "an interrupt ends watch with success")
 }

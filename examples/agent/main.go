@@ -4,6 +4,9 @@
 // is lost.
 //
 //	go run ./examples/agent
+//
+// It works in the namespace example:agent:, which must be empty, and
+// removes what it wrote.
 package main
 
 import (
@@ -24,6 +27,7 @@ type Message struct {
 }
 
 const (
+	prefix            = "example:agent:"
 	workers           = 4
 	messagesPerWorker = 25
 )
@@ -32,19 +36,22 @@ func main() {
 	defer demo.Redis()()
 	ctx := context.Background()
 
+	mem, err := memory.New(ctx, memory.WithPrefix(prefix))
+	check(err)
+	demo.RequireEmpty(ctx, mem)
+
 	var wg sync.WaitGroup
 	for w := range workers {
 		// Each worker connects on its own, like a separate pod.
-		mem, err := memory.New(ctx)
-		check(err)
-		defer mem.Close()
-		wg.Go(func() { work(ctx, mem, fmt.Sprintf("worker-%d", w)) })
+		wg.Go(func() {
+			worker, err := memory.New(ctx, memory.WithPrefix(prefix))
+			check(err)
+			work(ctx, worker, fmt.Sprintf("worker-%d", w))
+			check(worker.Close())
+		})
 	}
 	wg.Wait()
 
-	mem, err := memory.New(ctx)
-	check(err)
-	defer mem.Close()
 	conv, err := mem.Scope("conv_42")
 	check(err)
 	history, err := memory.ListOf[Message](conv, "history").All(ctx)
@@ -68,8 +75,11 @@ func main() {
 	if len(history) == workers*messagesPerWorker && turns == len(history) {
 		fmt.Println("nothing was lost")
 	}
+	// The namespace was empty: clearing the scope removes only what this
+	// example wrote.
 	_, err = conv.Clear(ctx)
 	check(err)
+	check(mem.Close())
 }
 
 // work appends messages to the shared conversation, records its progress in

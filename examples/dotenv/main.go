@@ -3,6 +3,9 @@
 // variables win over the file's.
 //
 //	go run ./examples/dotenv
+//
+// It works in the namespace example:dotenv:dev:, which must be empty, and
+// removes what it wrote.
 package main
 
 import (
@@ -17,7 +20,7 @@ import (
 )
 
 const dotenv = `# .env
-REDIS_PREFIX=myapp:dev:
+REDIS_PREFIX=example:dotenv:dev:
 MEMORY_LOG_LEVEL=INFO
 `
 
@@ -36,11 +39,13 @@ func main() {
 	}
 	fmt.Printf("wrote %s:\n%s\n", path, dotenv)
 
+	// A REDIS_PREFIX in the environment would win over the file's.
+	os.Unsetenv("REDIS_PREFIX")
 	mem, err := memory.New(ctx, memory.WithEnvFile(path))
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer mem.Close()
+	demo.RequireEmpty(ctx, mem)
 	if err := mem.Set(ctx, "value", "test"); err != nil { // uses the prefix from .env
 		log.Fatal(err)
 	}
@@ -54,4 +59,5 @@ func main() {
 	if err := mem.Delete(ctx, "value"); err != nil {
 		log.Fatal(err)
 	}
+	demo.Close(mem)
 }

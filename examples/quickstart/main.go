@@ -2,6 +2,9 @@
 // quickstart.
 //
 //	go run ./examples/quickstart
+//
+// It works in the namespace example:quickstart:, which must be empty, and
+// removes what it wrote.
 package main
 
 import (
@@ -18,16 +21,19 @@ type Settings struct {
 	Volume float64 `json:"volume"`
 }
 
+const prefix = "example:quickstart:"
+
 func main() {
 	defer demo.Redis()()
 	ctx := context.Background()
 
-	// New reads REDIS_URL (or REDIS_HOST and REDIS_PORT) and REDIS_PREFIX.
-	mem, err := memory.New(ctx)
+	// New reads REDIS_URL (or REDIS_HOST and REDIS_PORT). WithPrefix wins
+	// over REDIS_PREFIX: this example keeps to a namespace of its own.
+	mem, err := memory.New(ctx, memory.WithPrefix(prefix))
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer mem.Close()
+	demo.RequireEmpty(ctx, mem)
 
 	// mem.answer = 42
 	if err := mem.Set(ctx, "answer", 42); err != nil {
@@ -40,11 +46,10 @@ func main() {
 	fmt.Println("answer:", answer)
 
 	// Across processes or instances: a second Memory sees the same value.
-	mem2, err := memory.New(ctx)
+	mem2, err := memory.New(ctx, memory.WithPrefix(prefix))
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer mem2.Close()
 	answer, err = memory.GetAs[int](ctx, mem2, "answer")
 	if err != nil {
 		log.Fatal(err)
@@ -75,13 +80,21 @@ func main() {
 	}
 	fmt.Printf("names under %q: %v (the scope's keys live under %q)\n", mem.Prefix(), names, conv.Prefix())
 
-	// Clean up what this example wrote.
-	for _, name := range names {
+	// Remove what this example wrote, and nothing else.
+	for _, name := range []string{"answer", "settings"} {
 		if err := mem.Delete(ctx, name); err != nil {
 			log.Fatal(err)
 		}
 	}
-	if _, err := conv.Clear(ctx); err != nil {
+	if err := conv.Delete(ctx, "topic"); err != nil {
 		log.Fatal(err)
+	}
+
+	// Close reports the writes it could not deliver, if the server was
+	// lost: check its error.
+	for _, m := range []*memory.Memory{mem, mem2} {
+		if err := m.Close(); err != nil {
+			log.Fatal(err)
+		}
 	}
 }

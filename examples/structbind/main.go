@@ -3,6 +3,9 @@
 // Python library's Memory is.
 //
 //	go run ./examples/structbind
+//
+// It works in the namespace example:structbind:, which must be empty, and
+// removes what it wrote.
 package main
 
 import (
@@ -34,14 +37,16 @@ type Session struct {
 	scratch   string            // unexported: never stored
 }
 
+const prefix = "example:structbind:"
+
 func main() {
 	defer demo.Redis()()
 	ctx := context.Background()
 
 	// The first process: an agent worker handling conversation conv_7.
-	worker, err := memory.New(ctx)
+	worker, err := memory.New(ctx, memory.WithPrefix(prefix))
 	check(err)
-	defer worker.Close()
+	demo.RequireEmpty(ctx, worker)
 	conv, err := worker.Scope("conv_7")
 	check(err)
 
@@ -64,9 +69,8 @@ func main() {
 
 	// Another process, say after a restart or on another pod, picks the
 	// conversation up.
-	other, err := memory.New(ctx)
+	other, err := memory.New(ctx, memory.WithPrefix(prefix))
 	check(err)
-	defer other.Close()
 	conv2, err := other.Scope("conv_7")
 	check(err)
 
@@ -84,8 +88,12 @@ func main() {
 	check(err)
 	fmt.Println("step seen by the first process:", step)
 
+	// The namespace was empty: clearing the scope removes only what this
+	// example wrote.
 	_, err = conv.Clear(ctx)
 	check(err)
+	check(worker.Close())
+	check(other.Close())
 }
 
 func check(err error) {

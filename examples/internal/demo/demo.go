@@ -1,12 +1,16 @@
-// Package demo gives the example programs a Redis server to run on.
+// Package demo gives the example programs a Redis server to run on, and
+// keeps them from touching data they did not write.
 package demo
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"os"
 
 	"github.com/alicebob/miniredis/v2"
+
+	"github.com/redis-memory/memory"
 )
 
 // Redis leaves the configuration alone when REDIS_URL or REDIS_HOST names a
@@ -24,4 +28,25 @@ func Redis() (stop func()) {
 	fmt.Printf("(no REDIS_URL or REDIS_HOST set: using an embedded miniredis at %s)\n\n", srv.Addr())
 	os.Setenv("REDIS_URL", "redis://"+srv.Addr())
 	return srv.Close
+}
+
+// RequireEmpty stops the program unless mem's namespace, scopes included,
+// holds no key. An example writes only into a namespace of its own that was
+// empty, so that it never overwrites or deletes what it did not write.
+func RequireEmpty(ctx context.Context, mem *memory.Memory) {
+	for key, err := range mem.Walk(ctx) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		log.Fatalf("%s already holds keys, %s%s among them: this example writes only into an empty namespace, and leaves them alone (inspect them with: go run ./cmd/memory --prefix %s keys)",
+			mem.Prefix(), mem.Prefix(), key, mem.Prefix())
+	}
+}
+
+// Close closes mem and stops the program if Close reports writes it could
+// not deliver.
+func Close(mem *memory.Memory) {
+	if err := mem.Close(); err != nil {
+		log.Fatal(err)
+	}
 }

@@ -1,0 +1,173 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// scanBatch is the COUNT hint of each SCAN, and so about the most keys one
+// UNLINK of Clear removes.
+const scanBatch = 1000
+
+// Keys returns the sorted names that have a value. It lists only this
+// Memory's own names: not its scopes' keys, nor keys under the prefix that
+// are not valid names. On a cluster it scans every master. While the server
+// cannot be reached, it returns an error wrapping ErrUnavailable.
+func (m *Memory) Keys(ctx context.Context) ([]string, error) {
+	var mu sync.Mutex
+	names := []string{}
+	err := m.scan(ctx, "keys", func(_ redis.Cmdable, keys []string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, key := range keys {
+			if name := key[len(m.prefix):]; nameFault(name) == "" {
+				names = append(names, name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil // SCAN may return a key twice
+}
+
+// Walk returns an iterator over every key under the prefix, less the
+// prefix: the Memory's names, the keys of its scopes ("conv_42:topic"), and
+// any other key that starts with the prefix. It reads key names only, with
+// SCAN, master after master on a cluster, so a namespace of any size walks
+// in constant memory. Keys come in no order, and a key written or removed
+// during the walk may come twice or not at all. An error ends the walk: it
+// is yielded with an empty key.
+func (m *Memory) Walk(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		nodes, err := m.nodes(ctx, "walk")
+		for _, node := range nodes {
+			err = m.scanNode(ctx, node, func(_ redis.Cmdable, keys []string) error {
+				for _, key := range keys {
+					if !yield(key[len(m.prefix):], nil) {
+						return errStopped
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				break
+			}
+		}
+		if err != nil && !errors.Is(err, errStopped) {
+			yield("", opError(ctx, "walk", m.prefix, err))
+		}
+	}
+}
+
+// errStopped ends a scan whose caller wants no more keys.
+var errStopped = errors.New("memory: walk stopped")
+
+// Clear removes every key under the prefix, its scopes' included, and
+// returns how many it removed. It scans in batches, on every master of a
+// cluster, and unlinks each batch in one round trip, never blocking the
+// server as KEYS would; on error, the count is of the keys removed until
+// then. Writes under the prefix still queued are dropped. While the server
+// cannot be reached, it returns an error wrapping ErrUnavailable.
+//
+// A prefix owns every prefix under it: Clear on "myapp:" also removes the
+// keys of "myapp:dev:" and "myapp:prod:user_123:", whether they were
+// written as scopes or as Memory values of their own.
+func (m *Memory) Clear(ctx context.Context) (int, error) {
+	var removed atomic.Int64
+	err := m.scan(ctx, "clear", func(node redis.Cmdable, keys []string) error {
+		bctx := m.s.clock.bound(ctx)
+		// One UNLINK per key: a cluster refuses one across slots.
+		cmds, err := node.Pipelined(bctx, func(p redis.Pipeliner) error {
+			for _, key := range keys {
+				p.Unlink(bctx, key)
+			}
+			return nil
+		})
+		for _, cmd := range cmds {
+			removed.Add(cmd.(*redis.IntCmd).Val())
+		}
+		return err
+	})
+	n := int(removed.Load())
+	if err != nil {
+		m.s.log.Warn("memory: clear failed", "prefix", m.prefix, "removed", n, "err", err)
+		return n, err
+	}
+	m.s.link.forget(m.prefix)
+	m.s.log.Info("memory: cleared", "prefix", m.prefix, "removed", n)
+	return n, nil
+}
+
+// scan calls fn with each page of keys under the prefix and the node that
+// holds them: on a cluster, the pages of every master, concurrently.
+func (m *Memory) scan(ctx context.Context, op string, fn func(node redis.Cmdable, keys []string) error) error {
+	nodes, err := m.nodes(ctx, op)
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, node := range nodes {
+		wg.Go(func() { errs[i] = m.scanNode(ctx, node, fn) })
+	}
+	wg.Wait()
+	return opError(ctx, op, m.prefix, errors.Join(errs...))
+}
+
+// nodes returns the servers that hold the keys: the client itself, or each
+// master of a cluster.
+func (m *Memory) nodes(ctx context.Context, op string) ([]redis.Cmdable, error) {
+	if err := m.open(op); err != nil {
+		return nil, err
+	}
+	cluster, ok := m.s.client.(*redis.ClusterClient)
+	if !ok {
+		return []redis.Cmdable{m.s.client}, nil
+	}
+	var mu sync.Mutex
+	var nodes []redis.Cmdable
+	// Bounded: ForEachMaster may reload the cluster's slots first.
+	err := cluster.ForEachMaster(m.s.clock.bound(ctx), func(_ context.Context, node *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		nodes = append(nodes, node)
+		return nil
+	})
+	return nodes, opError(ctx, op, m.prefix, err)
+}
+
+// scanNode calls fn with each page of keys under the prefix on node. The
+// SCAN pattern only narrows the scan; every key is checked against the
+// prefix before fn sees it.
+func (m *Memory) scanNode(ctx context.Context, node redis.Cmdable, fn func(node redis.Cmdable, keys []string) error) error {
+	pattern := scanPattern(m.prefix)
+	var cursor uint64
+	for {
+		keys, next, err := node.Scan(m.s.clock.bound(ctx), cursor, pattern, scanBatch).Result()
+		if err != nil {
+			return err
+		}
+		keys = slices.DeleteFunc(keys, func(key string) bool {
+			return !strings.HasPrefix(key, m.prefix)
+		})
+		if len(keys) > 0 {
+			if err := fn(node, keys); err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}

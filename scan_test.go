@@ -1,0 +1,70 @@
+package memory_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/redis-memory/memory"
+)
+
+func TestWalk(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		m := newMemory(t, addr, memory.WithPrefix("a*:"))
+		raw := rawClient(t, addr)
+		for _, key := range []string{"a*:x", "a*:conv:topic", "a*:conv:deep:er", "a*:odd name", "ab:x", "a*", "b:a*:x"} {
+			require.NoError(t, raw.Set(ctx, key, `1`, 0).Err())
+		}
+		require.NoError(t, raw.RPush(ctx, "a*:list", "x").Err())
+		require.Equal(t, []string{"conv:deep:er", "conv:topic", "list", "odd name", "x"}, walk(t, m),
+			"every key under the prefix, key names only, whatever they hold; nothing outside it")
+
+		seen := 0
+		for _, err := range m.Walk(ctx) {
+			require.NoError(t, err)
+			if seen++; seen == 2 {
+				break
+			}
+		}
+		require.Equal(t, 2, seen, "a walk stops when asked to")
+
+		conv, err := m.Scope("conv")
+		require.NoError(t, err)
+		require.Equal(t, []string{"deep:er", "topic"}, walk(t, conv))
+	})
+}
+
+func TestWalkErrors(t *testing.T) {
+	m, err := memory.New(ctx, memory.WithClient(rawClient(t, closedPort(t))), memory.WithOfflineQueue(false))
+	require.NoError(t, err)
+	requireWalkError(t, m, memory.ErrUnavailable)
+	root := newMemory(t, miniredisAddr(t))
+	require.NoError(t, root.Close())
+	requireWalkError(t, root, memory.ErrClosed)
+}
+
+// walk returns the keys m.Walk yields, sorted, without repeats.
+func walk(t *testing.T, m *memory.Memory) []string {
+	t.Helper()
+	var keys []string
+	for key, err := range m.Walk(ctx) {
+		require.NoError(t, err)
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// requireWalkError requires a walk of m to yield just one error, wrapping
+// target.
+func requireWalkError(t *testing.T, m *memory.Memory, target error) {
+	t.Helper()
+	var errs []error
+	for key, err := range m.Walk(ctx) {
+		require.Empty(t, key)
+		errs = append(errs, err)
+	}
+	require.Len(t, errs, 1)
+	require.ErrorIs(t, errs[0], target)
+}
