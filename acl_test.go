@@ -15,7 +15,8 @@ import (
 // tenantACL is the ACL rule of a tenant user limited to its prefix, with the
 // commands the library needs (README, "ACL users per tenant").
 const tenantACL = "resetkeys resetchannels -@all +@connection " +
-	"+get +set +del +unlink +exists +pexpire +scan +eval +evalsha +multi +exec"
+	"+get +set +del +unlink +exists +pexpire +scan +eval +evalsha +multi +exec " +
+	"+strlen +getrange +setrange +time +script|load"
 
 // TestACLTenants gives two tenants a Redis user each, limited to its own
 // prefix: each works fully in its prefix, and is refused in the other's.

@@ -303,28 +303,30 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 	if len(saved) == 0 {
 		return nil
 	}
-	expires := m.s.expiry()
-	if !m.queueing() {
+	newPut := func(j int) *put { return &put{value: values[j], stamp: now, ttl: m.s.ttlArg()} }
+	direct := true
+	for _, i := range saved {
+		direct = direct && m.direct(keys[i])
+	}
+	if direct {
 		err := m.saveAll(ctx, keys, saved, values)
 		if err == nil {
 			for j, i := range saved {
-				m.s.link.remember(keys[i], values[j], expires)
+				k, _ := newPut(j).apply(known{}, true)
+				m.s.link.store.remember(keys[i], k.stored, k.expires, true)
 			}
 			return nil
 		}
-		if !m.lostWith(ctx, err) {
+		if !m.unknown(ctx, err) {
 			return opError(ctx, "save", m.prefix, err)
 		}
+		m.s.link.failed(m.s.acct, err)
 	}
 	entries := make([]*entry, len(saved))
 	for j, i := range saved {
-		entries[j] = &entry{
-			key: keys[i], name: fields[i].name, owner: m.s,
-			base: baseValue, value: values[j], stamp: now,
-			local: &known{values[j], expires},
-		}
+		entries[j] = &entry{key: keys[i], acct: m.s.acct, w: newPut(j), sent: direct}
 	}
-	return m.s.link.enqueue(m.s, entries...)
+	return m.s.link.enqueue(entries...)
 }
 
 // bindFields returns, for the operation op, the struct arg points to, its
@@ -368,15 +370,15 @@ func encodeFields(v reflect.Value, fields []boundField, now int64) (saved []int,
 // a transaction cannot run; the writes are then atomic one by one. A prefix
 // with a hash tag keeps a Memory's keys in one slot.
 func (m *Memory) saveAll(ctx context.Context, keys []string, saved []int, values [][]byte) error {
-	bctx := m.s.clock.bound(ctx)
-	pipe := m.s.client.TxPipeline()
-	if _, cluster := m.s.client.(*redis.ClusterClient); cluster && !oneSlot(keys) {
-		pipe = m.s.client.Pipeline()
-	}
+	_, cluster := m.s.client.(*redis.ClusterClient)
+	sets := make([][]any, len(saved))
 	for j, i := range saved {
-		pipe.Set(bctx, keys[i], values[j], m.s.ttl)
+		sets[j] = []any{"set", keys[i], values[j]}
+		if m.s.ttl > 0 {
+			sets[j] = append(sets[j], "px", m.s.ttl.Milliseconds())
+		}
 	}
-	cmds, err := pipe.Exec(bctx)
+	cmds, err := m.s.conn.writeAll(ctx, !cluster || oneSlot(keys), sets)
 	if cause := firstError(cmds); redis.IsExecAbortError(err) && cause != nil {
 		err = cause // why the transaction was discarded
 	}
@@ -384,7 +386,7 @@ func (m *Memory) saveAll(ctx context.Context, keys []string, saved []int, values
 }
 
 // firstError returns the first error of cmds that is not EXECABORT.
-func firstError(cmds []redis.Cmder) error {
+func firstError(cmds []*redis.Cmd) error {
 	for _, cmd := range cmds {
 		if err := cmd.Err(); err != nil && !redis.IsExecAbortError(err) {
 			return err
@@ -418,27 +420,24 @@ func (m *Memory) Load(ctx context.Context, dst any) error {
 		return err
 	}
 	var cause error
-	if !m.queueing() {
-		bctx := m.s.clock.bound(ctx)
-		pipe := m.s.client.Pipeline()
-		cmds := make([]*redis.StringCmd, len(fields))
-		for i, key := range keys {
-			cmds[i] = pipe.Get(bctx, key)
-		}
+	if !m.s.queue || !m.s.link.lost.Load() {
+		cmds, err := m.s.conn.getAll(ctx, keys)
 		// Exec reports the first failed command, a miss included: only an
 		// error that is no reply of the server's fails them all.
-		_, err := pipe.Exec(bctx)
 		if err == nil || isReply(err) {
 			return m.fill(v, fields, keys, func(i int, key string) ([]byte, error) {
 				data, err := cmds[i].Bytes()
 				switch {
 				case errors.Is(err, redis.Nil):
-					m.s.link.rememberRead(key, nil)
-					return nil, nil
-				case err == nil:
-					m.s.link.rememberRead(key, data)
+					data = nil
+				case err != nil:
+					return nil, err
 				}
-				return data, err
+				if stored, ok := m.seen(key, data); ok {
+					return stored, nil
+				}
+				k, _, _ := m.s.link.store.recall(key)
+				return k.stored, nil
 			})
 		}
 		if !offline(ctx, err) {
@@ -448,7 +447,7 @@ func (m *Memory) Load(ctx context.Context, dst any) error {
 	}
 	unknown := 0
 	err = m.fill(v, fields, keys, func(_ int, key string) ([]byte, error) {
-		k, ok := m.s.link.recall(key)
+		k, ok, _ := m.s.link.store.recall(key)
 		if !ok {
 			unknown++
 		}

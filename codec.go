@@ -2,6 +2,8 @@ package memory
 
 import (
 	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,8 +18,14 @@ import (
 // around the value:
 //
 //	{"value": <value as JSON>, "last_modified": <Unix nanoseconds>}
+//
+// A value changed by a server-side operation (ops.lua) also records the
+// identities of recent operations, before the stamp:
+//
+//	{"value": <value>, "ops": "<record>", "last_modified": <stamp>}
 const (
 	envelopeHead = `{"value": `
+	envelopeOps  = `, "ops": "`
 	envelopeMid  = `, "last_modified": `
 	envelopeTail = `}`
 )
@@ -69,7 +77,23 @@ func (e *encoder) add(name string, value any, lastModified int64) error {
 	return nil
 }
 
-// envelopes returns copies of the envelopes added, in one allocation.
+// encodeValues returns the JSON of each of vs, as the envelopes hold them,
+// or an *EncodeError naming name.
+func encodeValues[T any](name string, vs []T) ([][]byte, error) {
+	e := newEncoder()
+	defer e.release()
+	for _, v := range vs {
+		if err := e.enc.Encode(v); err != nil {
+			return nil, &EncodeError{Name: name, Type: reflect.TypeOf(v), Err: err}
+		}
+		e.buf.Truncate(e.buf.Len() - 1) // the newline Encode appends
+		e.ends = append(e.ends, e.buf.Len())
+	}
+	return e.envelopes(), nil
+}
+
+// envelopes returns copies of what was added, each envelope or value, in
+// one allocation.
 func (e *encoder) envelopes() [][]byte {
 	all := bytes.Clone(e.buf.Bytes())
 	out := make([][]byte, len(e.ends))
@@ -95,9 +119,20 @@ func encode(name string, value any, lastModified int64) ([]byte, error) {
 // envelope returns the envelope of value, JSON kept byte for byte, stamped
 // with lastModified.
 func envelope(value []byte, lastModified int64) []byte {
-	b := make([]byte, 0, len(envelopeHead)+len(value)+len(envelopeMid)+20+len(envelopeTail))
+	return envelopeWith(value, "", lastModified)
+}
+
+// envelopeWith is envelope with the record of operations, when not empty,
+// as the server-side operations lay it out.
+func envelopeWith(value []byte, record string, lastModified int64) []byte {
+	b := make([]byte, 0, len(envelopeHead)+len(value)+len(envelopeOps)+len(record)+1+len(envelopeMid)+20+len(envelopeTail))
 	b = append(b, envelopeHead...)
 	b = append(b, value...)
+	if record != "" {
+		b = append(b, envelopeOps...)
+		b = append(b, record...)
+		b = append(b, '"')
+	}
 	return appendStamp(b, lastModified)
 }
 
@@ -108,14 +143,38 @@ func appendStamp(b []byte, lastModified int64) []byte {
 	return append(b, envelopeTail...)
 }
 
-// stamp returns the last_modified of a stored string, 0 for a bare value or
-// a string that is not JSON.
-func stamp(stored []byte) int64 {
-	if _, ts, ok := splitEnvelope(stored); ok {
-		return ts
+// parts returns the value, the record of operations and the stamp of a
+// stored string: an envelope of any layout, or a bare JSON value with no
+// record and the stamp 0.
+func parts(stored []byte) (value []byte, record string, lastModified int64, err error) {
+	if value, record, ts, ok := splitEnvelope(stored); ok && json.Valid(value) {
+		return value, record, ts, nil
 	}
-	_, ts, _ := parseEnvelope(stored)
-	return ts
+	return parseEnvelope(stored)
+}
+
+// valueOf returns the value of a stored string, nil when stored is nil.
+func valueOf(stored []byte) ([]byte, error) {
+	if stored == nil {
+		return nil, nil
+	}
+	value, _, _, err := parts(stored)
+	return value, err
+}
+
+// casToken returns what the compare-and-set of ops.lua expects to find for
+// a key that holds stored: nothing for no value, the record of operations
+// of a value that has one, which changes with each of them, and otherwise
+// the SHA-1 of the string.
+func casToken(stored []byte) string {
+	if stored == nil {
+		return ""
+	}
+	if _, record, _, err := parts(stored); err == nil && record != "" {
+		return "r:" + record
+	}
+	sum := sha1.Sum(stored)
+	return "h:" + hex.EncodeToString(sum[:])
 }
 
 // decode stores in dst the value held by data, a stored string, and returns
@@ -124,7 +183,7 @@ func stamp(stored []byte) int64 {
 // "last_modified" members is an envelope too, and any other JSON is a bare
 // value.
 func decode(data []byte, dst any) (lastModified int64, err error) {
-	if value, ts, ok := splitEnvelope(data); ok {
+	if value, _, ts, ok := splitEnvelope(data); ok {
 		// Unmarshal checks the syntax of value before it writes to dst, so
 		// a syntax error leaves dst untouched for the general parse.
 		err := json.Unmarshal(value, dst)
@@ -135,24 +194,25 @@ func decode(data []byte, dst any) (lastModified int64, err error) {
 			return ts, err
 		}
 	}
-	value, ts, err := parseEnvelope(data)
+	value, _, ts, err := parseEnvelope(data)
 	if err != nil {
 		return 0, err
 	}
 	return ts, json.Unmarshal(value, dst)
 }
 
-// splitEnvelope cuts data in the envelope layout into its value, unchecked,
-// and its stamp. It reports false for any other layout. It reads the stamp
-// from the end, so that its cost does not grow with the value.
-func splitEnvelope(data []byte) (value []byte, lastModified int64, ok bool) {
+// splitEnvelope cuts data in the envelope layout into its value,
+// unchecked, its record of operations and its stamp. It reports false for
+// any other layout. It reads from the end, so that its cost does not grow
+// with the value.
+func splitEnvelope(data []byte) (value []byte, record string, lastModified int64, ok bool) {
 	rest, ok := bytes.CutPrefix(data, []byte(envelopeHead))
 	if !ok {
-		return nil, 0, false
+		return nil, "", 0, false
 	}
 	rest, ok = bytes.CutSuffix(rest, []byte(envelopeTail))
 	if !ok {
-		return nil, 0, false
+		return nil, "", 0, false
 	}
 	digits := len(rest)
 	for digits > 0 && rest[digits-1] >= '0' && rest[digits-1] <= '9' {
@@ -160,10 +220,31 @@ func splitEnvelope(data []byte) (value []byte, lastModified int64, ok bool) {
 	}
 	ts, ok := parseStamp(rest[digits:])
 	if !ok {
-		return nil, 0, false
+		return nil, "", 0, false
 	}
 	value, ok = bytes.CutSuffix(rest[:digits], []byte(envelopeMid))
-	return value, ts, ok
+	if !ok {
+		return nil, "", 0, false
+	}
+	// A value that ends with a quote may be followed by the record: no
+	// JSON value holds an unescaped `, "ops": "`.
+	if r, ok := bytes.CutSuffix(value, []byte(`"`)); ok {
+		if i := bytes.LastIndex(r, []byte(envelopeOps)); i >= 0 && isRecord(r[i+len(envelopeOps):]) {
+			return r[:i], string(r[i+len(envelopeOps):]), ts, true
+		}
+	}
+	return value, "", ts, true
+}
+
+// isRecord reports whether b holds only what records of operations hold:
+// letters, digits, '.' and ' '.
+func isRecord(b []byte) bool {
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == ' ') {
+			return false
+		}
+	}
+	return true
 }
 
 // parseStamp parses the decimal digits of a non-negative int64 without
@@ -184,28 +265,31 @@ func parseStamp(digits []byte) (int64, bool) {
 
 // parseEnvelope is the general form of splitEnvelope: it accepts an envelope
 // in any JSON layout, and any other JSON as a bare value.
-func parseEnvelope(data []byte) (value []byte, lastModified int64, err error) {
+func parseEnvelope(data []byte) (value []byte, record string, lastModified int64, err error) {
 	var env map[string]json.RawMessage
 	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '{' {
 		if err := json.Unmarshal(data, &env); err != nil {
-			return nil, 0, err
+			return nil, "", 0, err
 		}
 	} else if !json.Valid(data) {
-		return nil, 0, errors.New("not JSON")
+		return nil, "", 0, errors.New("not JSON")
 	}
 	value, hasValue := env["value"]
 	stamp, hasStamp := env["last_modified"]
 	if !hasValue || !hasStamp {
-		return data, 0, nil
+		return data, "", 0, nil
 	}
 	var ts json.Number
 	if err := json.Unmarshal(stamp, &ts); err != nil {
-		return nil, 0, fmt.Errorf("last_modified %s is not a number", stamp)
+		return nil, "", 0, fmt.Errorf("last_modified %s is not a number", stamp)
 	}
 	if lastModified, err = ts.Int64(); err != nil {
-		return nil, 0, fmt.Errorf("last_modified %s is not an integer", stamp)
+		return nil, "", 0, fmt.Errorf("last_modified %s is not an integer", stamp)
 	}
-	return value, lastModified, nil
+	if json.Unmarshal(env["ops"], &record) != nil || !isRecord([]byte(record)) {
+		record = "" // as ops.lua reads it
+	}
+	return value, record, lastModified, nil
 }
 
 // checkDestination returns a *json.InvalidUnmarshalError unless dst is a

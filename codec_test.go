@@ -78,13 +78,20 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, seed := range []string{`{"value": 1, "last_modified": 2}`, `{"last_modified": 2, "value": 1}`, `[1]`, `{"value": "}, \"last_modified\": 5}", "last_modified": 6}`} {
+	for _, seed := range []string{
+		`{"value": 1, "last_modified": 2}`, `{"last_modified": 2, "value": 1}`, `[1]`,
+		`{"value": "}, \"last_modified\": 5}", "last_modified": 6}`,
+		`{"value": [1], "ops": "abc.1.2 d.3.4.5f", "last_modified": 6}`,
+		`{"value": "x", "ops": "a.1.2", "last_modified": 6}`,
+		`{"value": "x\", \"ops\": \"a", "last_modified": 6}`,
+		`{"ops": "a.1.2", "value": 3, "last_modified": 6}`,
+	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var fast, general any
 		stamp, err := decode(data, &fast)
-		value, wantStamp, wantErr := parseEnvelope(data)
+		value, wantRecord, wantStamp, wantErr := parseEnvelope(data)
 		if wantErr == nil {
 			wantErr = json.Unmarshal(value, &general)
 		}
@@ -94,6 +101,9 @@ func FuzzDecode(f *testing.F) {
 		if err == nil {
 			require.Equal(t, general, fast)
 			require.Equal(t, wantStamp, stamp)
+			_, record, _, err := parts(data)
+			require.NoError(t, err)
+			require.Equal(t, wantRecord, record)
 		}
 	})
 }

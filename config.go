@@ -21,26 +21,33 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultTimeout bounds each operation of a Memory unless WithTimeout sets
-// another bound.
-const DefaultTimeout = 500 * time.Millisecond
+const (
+	// DefaultTimeout bounds each operation of a Memory unless WithTimeout
+	// sets another bound.
+	DefaultTimeout = 500 * time.Millisecond
+
+	// DefaultCloseTimeout bounds how long Close delivers queued writes,
+	// unless WithCloseTimeout sets another bound.
+	DefaultCloseTimeout = 5 * time.Second
+)
 
 // An Option configures New. Options win over the process environment, which
 // wins over the file given by WithEnvFile, which wins over the defaults.
 type Option func(*config)
 
 type config struct {
-	client     redis.UniversalClient
-	url        string
-	prefix     string
-	hasPrefix  bool
-	envFile    string
-	logger     *slog.Logger
-	timeout    time.Duration
-	ttl        time.Duration
-	queue      bool
-	maxPending int
-	server     *server // of the client New creates, when no WithClient
+	client       redis.UniversalClient
+	url          string
+	prefix       string
+	hasPrefix    bool
+	envFile      string
+	logger       *slog.Logger
+	timeout      time.Duration
+	closeTimeout time.Duration
+	ttl          time.Duration
+	queue        bool
+	maxPending   int
+	server       *server // of the client New creates, when no WithClient
 }
 
 // WithClient makes the Memory use client, which stays the caller's: Close
@@ -76,13 +83,25 @@ func WithLogger(logger *slog.Logger) Option {
 	return func(c *config) { c.logger = logger }
 }
 
-// WithTimeout bounds every operation, DefaultTimeout when not set. It is the
-// deadline, rounded up to the next 10ms, of the context each operation
-// passes to the client, which ends the client's waits and retries with it,
-// and, on a client that New creates, also its dial, read, write and pool
-// timeouts.
+// WithTimeout bounds every round trip of an operation, DefaultTimeout when
+// not set. It is the deadline, rounded up to the next 10ms, of the context
+// each round trip passes to the client, which ends the client's waits and
+// retries with it; on a client that New creates, also its dial and pool
+// timeouts. A client of one's own (WithClient) holds to the deadline only
+// with ContextTimeoutEnabled set; otherwise its ReadTimeout and
+// WriteTimeout bound a silent server instead.
+//
+// A write that times out is queued, and the queue's later attempts of it
+// each get twice as long as the one before, up to a minute, so that a value
+// too large to cross the link within the timeout still gets there.
 func WithTimeout(d time.Duration) Option {
 	return func(c *config) { c.timeout = d }
+}
+
+// WithCloseTimeout bounds how long Close delivers the writes still queued,
+// DefaultCloseTimeout when not set. Close returns by then.
+func WithCloseTimeout(d time.Duration) Option {
+	return func(c *config) { c.closeTimeout = d }
 }
 
 // WithDefaultTTL makes every Set expire its key after ttl. Zero, the default,
@@ -108,7 +127,7 @@ func WithMaxPending(n int) Option {
 
 // newConfig applies opts over the environment and checks the result.
 func newConfig(opts []Option) (*config, error) {
-	c := &config{timeout: DefaultTimeout, queue: true, maxPending: DefaultMaxPending}
+	c := &config{timeout: DefaultTimeout, closeTimeout: DefaultCloseTimeout, queue: true, maxPending: DefaultMaxPending}
 	for _, opt := range opts {
 		opt(c)
 	}
@@ -118,6 +137,9 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	if c.timeout <= 0 {
 		return nil, fmt.Errorf("memory: WithTimeout(%v): the timeout must be positive", c.timeout)
+	}
+	if c.closeTimeout <= 0 {
+		return nil, fmt.Errorf("memory: WithCloseTimeout(%v): the timeout must be positive", c.closeTimeout)
 	}
 	if c.maxPending < 1 {
 		return nil, fmt.Errorf("memory: WithMaxPending(%d): the bound must be positive", c.maxPending)
@@ -145,7 +167,11 @@ func newConfig(opts []Option) (*config, error) {
 			return nil, err
 		}
 		o := &c.server.opts
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = c.timeout, c.timeout, c.timeout, c.timeout
+		// Each operation's context carries its deadline. The socket's
+		// own timeouts are longer, for the queue's later attempts of a
+		// write that took longer than one timeout to get through.
+		o.DialTimeout, o.PoolTimeout = c.timeout, c.timeout
+		o.ReadTimeout, o.WriteTimeout = max(c.timeout, attemptMax), max(c.timeout, attemptMax)
 		o.ContextTimeoutEnabled = true
 		o.DialerRetries = 1 // a refused dial fails now, not after four more tries
 		o.MaxRetries = 1

@@ -179,7 +179,7 @@ func TestUnreachableServer(t *testing.T) {
 	for name, addr := range map[string]string{"refused": refused, "hung": hung} {
 		t.Run(name, func(t *testing.T) {
 			url, timeout := memory.WithURL("redis://"+addr), memory.WithTimeout(200*time.Millisecond)
-			m, err := memory.New(ctx, url, timeout)
+			m, err := memory.New(ctx, url, timeout, memory.WithCloseTimeout(300*time.Millisecond))
 			require.NoError(t, err, "New starts without its server, the queue on")
 
 			require.NoError(t, m.Set(ctx, "k", 1), "queued")
@@ -193,7 +193,7 @@ func TestUnreachableServer(t *testing.T) {
 			require.ErrorIs(t, err, memory.ErrUnavailable)
 			err = m.Close()
 			require.ErrorIs(t, err, memory.ErrUnavailable)
-			require.ErrorContains(t, err, "1 queued names not delivered")
+			require.ErrorContains(t, err, "1 queued writes not delivered")
 
 			_, err = memory.New(ctx, url, timeout, memory.WithOfflineQueue(false))
 			require.ErrorIs(t, err, memory.ErrUnavailable, "without the queue, New needs its server")
@@ -287,7 +287,7 @@ func goroutines() int {
 func flushers() int {
 	n := 0
 	for _, stack := range stacks() {
-		if strings.Contains(stack, "created by github.com/redis-memory/memory.(*link).startFlusher") {
+		if strings.Contains(stack, "created by github.com/redis-memory/memory.(*link).enqueue") {
 			n++
 		}
 	}

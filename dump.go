@@ -31,7 +31,7 @@ func (m *Memory) Dump(ctx context.Context) (map[string]Record, error) {
 	records := map[string]Record{}
 	var bad []error
 	err := m.scan(ctx, "dump", func(node redis.Cmdable, keys []string) error {
-		bctx := m.s.clock.bound(ctx)
+		bctx := m.s.conn.clock.bound(ctx)
 		cmds, err := node.Pipelined(bctx, func(p redis.Pipeliner) error {
 			for _, key := range keys {
 				p.Get(bctx, key)
@@ -50,7 +50,7 @@ func (m *Memory) Dump(ctx context.Context) (map[string]Record, error) {
 			}
 			var r Record
 			if err == nil {
-				r.Value, r.LastModified, err = unwrap(stored)
+				r.Value, _, r.LastModified, err = parts(stored)
 			}
 			if err != nil {
 				bad = append(bad, &DecodeError{Key: keys[i], Err: err})
@@ -70,16 +70,8 @@ func (m *Memory) Dump(ctx context.Context) (map[string]Record, error) {
 // Python library or any other writer: the envelope unwrapped, or a bare JSON
 // value with the stamp 0.
 func RecordOf(stored []byte) (Record, error) {
-	value, ts, err := unwrap(stored)
+	value, _, ts, err := parts(stored)
 	return Record{Value: value, LastModified: ts}, err
-}
-
-// unwrap returns the value and stamp of a stored string, checked to be JSON.
-func unwrap(stored []byte) (value []byte, lastModified int64, err error) {
-	if value, ts, ok := splitEnvelope(stored); ok && json.Valid(value) {
-		return value, ts, nil
-	}
-	return parseEnvelope(stored)
 }
 
 // Restore writes records, as Dump returns them, under the prefix, and returns
@@ -112,20 +104,25 @@ func (m *Memory) Restore(ctx context.Context, records map[string]Record, force b
 	}
 	written := 0
 	for batch := range slices.Chunk(keys, scanBatch) {
-		puts := make([]put, len(batch))
+		calls := make([]scriptCall, len(batch))
 		for i, key := range batch {
 			r := records[key]
-			puts[i] = put{key: m.prefix + key, value: envelope(r.Value, r.LastModified), stamp: stamp(r), ttl: m.s.ttl}
+			o := op{name: "put", stamp: stamp(r), ttl: m.s.ttl, args: []any{envelope(r.Value, r.LastModified)}}
+			calls[i] = scriptCall{keys: []string{m.prefix + key}, args: o.argv()}
 		}
-		wrote, err := runPuts(m.s.clock.bound(ctx), m.s.client, puts)
-		for i, ok := range wrote {
-			if ok {
+		cmds, err := m.s.conn.runAll(ctx, opsScript, calls)
+		for i, cmd := range cmds {
+			n, cmdErr := cmd.Int()
+			switch {
+			case cmdErr == nil && n == 1:
 				written++
-				m.s.link.delivered(puts[i].key, puts[i].value, m.s.ttl)
+				m.s.link.store.forget(m.prefix + batch[i])
+			case cmdErr != nil && err == nil && isReply(cmdErr):
+				err = refusal(m.prefix+batch[i], cmdErr)
 			}
 		}
 		if err != nil {
-			return written, opError(ctx, "restore", m.prefix, err)
+			return written, readError(ctx, "restore", m.prefix, err)
 		}
 	}
 	return written, nil

@@ -21,14 +21,17 @@ var (
 	ErrInvalidPrefix = errors.New("memory: invalid prefix")
 	// ErrUnavailable is returned when the Redis server cannot be reached.
 	ErrUnavailable = errors.New("memory: server unavailable")
-	// ErrQueueFull is returned by a write that would queue more names than
+	// ErrQueueFull is returned by a write that would queue more entries than
 	// WithMaxPending allows while the server cannot be reached.
 	ErrQueueFull = errors.New("memory: offline queue full")
-	// ErrConflict is returned by Update, and the mutations of lists and maps,
-	// when other writers kept changing the value through every attempt.
+	// ErrConflict is returned by Update when other writers kept changing the
+	// value through every attempt.
 	ErrConflict = errors.New("memory: update conflict")
 	// ErrClosed is returned by operations on a Memory after Close.
 	ErrClosed = errors.New("memory: closed")
+	// ErrDropped is returned by Flush and Close for queued writes that the
+	// server refused when they were delivered, and that were dropped.
+	ErrDropped = errors.New("memory: queued write dropped")
 )
 
 // An EncodeError reports a value that JSON cannot carry. Nothing was written.
@@ -79,6 +82,13 @@ func opError(ctx context.Context, op, key string, err error) error {
 // accepted.
 func dropped(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// refused reports whether err means no connection to the server could be
+// made: nothing listens where it should be.
+func refused(err error) bool {
+	var opErr *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &opErr) && opErr.Op == "dial" && !opErr.Timeout()
 }
 
 // unreachable reports whether err means the server could not be reached, as

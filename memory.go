@@ -24,9 +24,12 @@ package memory
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -42,16 +45,16 @@ type Memory struct {
 
 // shared is the state a Memory shares with its scopes.
 type shared struct {
-	client     redis.UniversalClient
-	ownsClient bool
-	link       *link  // shared with every Memory over client
-	clock      *clock // bounds each operation by the timeout
-	ttl        time.Duration
-	queue      bool // writes to an unreachable server are queued
-	maxPending int
-	pending    atomic.Int64 // names queued by this Memory and its scopes
-	log        *slog.Logger
-	closed     atomic.Bool
+	client       redis.UniversalClient
+	ownsClient   bool
+	conn         *conn    // every round trip, bounded by the timeout
+	link         *link    // shared with every Memory over client
+	acct         *account // the queue's count of this Memory's entries
+	ttl          time.Duration
+	queue        bool // writes to an unreachable server are queued
+	closeTimeout time.Duration
+	log          *slog.Logger
+	closed       atomic.Bool
 }
 
 // New returns a Memory configured by opts, the process environment and the
@@ -71,21 +74,24 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 		return nil, err
 	}
 	s := &shared{
-		client:     c.client,
-		clock:      clockFor(c.timeout),
-		ttl:        c.ttl,
-		queue:      c.queue,
-		maxPending: c.maxPending,
-		log:        c.logger,
+		client:       c.client,
+		ttl:          c.ttl,
+		queue:        c.queue,
+		closeTimeout: c.closeTimeout,
+		log:          c.logger,
 	}
 	if s.client == nil {
 		s.client, s.ownsClient = c.server.client(), true
+	}
+	s.conn = &conn{client: s.client, clock: clockFor(c.timeout)}
+	if s.ownsClient {
 		if err := s.probe(ctx, c.server.addr()); err != nil {
 			s.client.Close()
 			return nil, err
 		}
 	}
-	s.link = linkFor(s.client, s.log, s.clock)
+	s.link = linkFor(s.client)
+	s.acct = &account{conn: s.conn, log: s.log, maxPending: c.maxPending}
 	s.log.Debug("memory: ready", "prefix", c.prefix, "shared_client", !s.ownsClient)
 	return &Memory{prefix: c.prefix, s: s, root: true}, nil
 }
@@ -95,7 +101,7 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 // server that drops the connection it accepted, as a TLS port does with a
 // plain client, refuses the configuration.
 func (s *shared) probe(ctx context.Context, addr string) error {
-	err := s.client.Ping(s.clock.bound(ctx)).Err()
+	err := s.conn.ping(ctx)
 	switch {
 	case err == nil:
 		return nil
@@ -110,33 +116,17 @@ func (s *shared) probe(ctx context.Context, addr string) error {
 	return fmt.Errorf("memory: connect to %s: %w", addr, err)
 }
 
-// expiry returns when a value written now expires, zero for never.
-func (s *shared) expiry() time.Time {
+// ttlArg returns the TTL a whole write gives its key: the default TTL, or
+// none (-1).
+func (s *shared) ttlArg() time.Duration {
 	if s.ttl > 0 {
-		return time.Now().Add(s.ttl)
+		return s.ttl
 	}
-	return time.Time{}
+	return -1
 }
 
-// queueing reports whether writes go straight to the queue: it is on and
-// the server known to be lost.
-func (m *Memory) queueing() bool {
-	return m.s.queue && m.s.link.lost.Load()
-}
-
-// lostWith reports whether err, met by a write under ctx, means the write is
-// to be queued: the queue is on and err shows the server unreachable. It then
-// marks the server lost.
-func (m *Memory) lostWith(ctx context.Context, err error) bool {
-	if !m.s.queue || !offline(ctx, err) {
-		return false
-	}
-	m.s.link.markLost(err)
-	return true
-}
-
-// offline reports whether a read met err because the server cannot be
-// reached, so that it is to be answered from what this process knows.
+// offline reports whether an operation under ctx met err because the server
+// cannot be reached, and not because ctx ended.
 func offline(ctx context.Context, err error) bool {
 	return ctx.Err() == nil && unreachable(err)
 }
@@ -167,8 +157,9 @@ func (m *Memory) Prefix() string { return m.prefix }
 func (m *Memory) Client() redis.UniversalClient { return m.s.client }
 
 // Set stores value, encoded as JSON, under name. With WithDefaultTTL the key
-// expires after that TTL. While the server cannot be reached, the write is
-// queued (see Flush).
+// expires after that TTL. While the server cannot be reached, or does not
+// reply in time, the write is queued (see Flush), and applies, last writer
+// wins, once the server is back.
 func (m *Memory) Set(ctx context.Context, name string, value any) error {
 	key, err := m.key("set", name)
 	if err != nil {
@@ -179,20 +170,12 @@ func (m *Memory) Set(ctx context.Context, name string, value any) error {
 	if err != nil {
 		return err
 	}
-	if !m.queueing() {
-		err := m.s.client.Set(m.s.clock.bound(ctx), key, stored, m.s.ttl).Err()
-		if err == nil {
-			m.s.link.remember(key, stored, m.s.expiry())
-			return nil
+	p := &put{value: stored, stamp: now, ttl: m.s.ttlArg()}
+	return m.replace(ctx, "set", key, p, func(ctx context.Context) error {
+		if m.s.ttl > 0 {
+			return m.s.conn.write(ctx, "set", key, stored, "px", m.s.ttl.Milliseconds()).Err()
 		}
-		if !m.lostWith(ctx, err) {
-			return opError(ctx, "set", key, err)
-		}
-	}
-	return m.s.link.enqueue(m.s, &entry{
-		key: key, name: name, owner: m.s,
-		base: baseValue, value: stored, stamp: now,
-		local: &known{stored, m.s.expiry()},
+		return m.s.conn.write(ctx, "set", key, stored).Err()
 	})
 }
 
@@ -211,31 +194,14 @@ func (m *Memory) Get(ctx context.Context, name string, dst any) error {
 	if err := checkDestination(dst); err != nil {
 		return fmt.Errorf("memory: get %q: %w", key, err)
 	}
-	var cause error
-	if !m.queueing() {
-		data, err := m.s.client.Get(m.s.clock.bound(ctx), key).Bytes()
-		switch {
-		case err == nil:
-			m.s.link.rememberRead(key, data)
-			if _, err := decode(data, dst); err != nil {
-				return &DecodeError{Key: key, Err: err}
-			}
-			return nil
-		case errors.Is(err, redis.Nil):
-			m.s.link.rememberRead(key, nil)
-			return opError(ctx, "get", key, err)
-		case redis.HasErrorPrefix(err, "WRONGTYPE"):
-			return &DecodeError{Key: key, Err: err}
-		case !offline(ctx, err):
-			return opError(ctx, "get", key, err)
-		}
-		cause = err
+	stored, err := m.lookup(ctx, "get", key)
+	switch {
+	case err != nil:
+		return err
+	case stored == nil:
+		return fmt.Errorf("%w: get %q", ErrNotFound, key)
 	}
-	k, ok := m.s.link.recall(key)
-	if !ok || k.stored == nil {
-		return errOffline("get", key, cause)
-	}
-	if _, err := decode(k.stored, dst); err != nil {
+	if _, err := decode(stored, dst); err != nil {
 		return &DecodeError{Key: key, Err: err}
 	}
 	return nil
@@ -256,72 +222,87 @@ func (m *Memory) Has(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var cause error
-	if !m.queueing() {
-		n, err := m.s.client.Exists(m.s.clock.bound(ctx), key).Result()
-		if err == nil || !offline(ctx, err) {
-			return n > 0, opError(ctx, "has", key, err)
-		}
-		cause = err
-	}
-	k, ok := m.s.link.recall(key)
-	if !ok {
-		return false, errOffline("has", key, cause)
-	}
-	return k.stored != nil, nil
+	stored, err := m.lookup(ctx, "has", key)
+	return stored != nil, err
 }
 
 // Delete removes name and its value. Deleting an absent name is not an error.
-// While the server cannot be reached, the delete is queued.
+// While the server cannot be reached, the delete is queued, last writer
+// wins.
 func (m *Memory) Delete(ctx context.Context, name string) error {
 	key, err := m.key("delete", name)
 	if err != nil {
 		return err
 	}
-	if !m.queueing() {
-		err := m.s.client.Del(m.s.clock.bound(ctx), key).Err()
-		if err == nil {
-			m.s.link.remember(key, nil, time.Time{})
-			return nil
-		}
-		if !m.lostWith(ctx, err) {
-			return opError(ctx, "delete", key, err)
-		}
-	}
-	return m.s.link.enqueue(m.s, &entry{
-		key: key, name: name, owner: m.s,
-		base: baseAbsent, stamp: time.Now().UnixNano(),
-		local: &known{},
+	p := &put{stamp: time.Now().UnixNano()}
+	return m.replace(ctx, "delete", key, p, func(ctx context.Context) error {
+		return m.s.conn.write(ctx, "del", key).Err()
 	})
 }
 
 // Expire makes name expire after ttl, as PEXPIRE does: a ttl of zero or less
 // removes it at once. It returns an error wrapping ErrNotFound when name has
 // no value. While the server cannot be reached, the expiry is queued, and
-// applied at flush if name then has a value.
+// applied once the server is back if name then has a value no newer than
+// the call: a value another writer set since is left alone.
 func (m *Memory) Expire(ctx context.Context, name string, ttl time.Duration) error {
 	key, err := m.key("expire", name)
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(ttl)
-	if !m.queueing() {
-		ok, err := m.s.client.PExpire(m.s.clock.bound(ctx), key, ttl).Result()
+	x := &expiry{deadline: time.Now().Add(ttl), stamp: time.Now().UnixNano()}
+	if m.direct(key) {
+		n, err := m.s.conn.write(ctx, "pexpire", key, ttl.Milliseconds()).Int()
 		switch {
-		case err == nil && !ok:
-			return opError(ctx, "expire", key, redis.Nil)
+		case err == nil && n == 0:
+			return fmt.Errorf("%w: expire %q", ErrNotFound, key)
 		case err == nil:
-			m.s.link.expire(key, deadline)
+			m.s.link.store.expire(key, x.deadline)
 			return nil
-		case !m.lostWith(ctx, err):
+		case !m.unknown(ctx, err):
 			return opError(ctx, "expire", key, err)
 		}
+		m.s.link.failed(m.s.acct, err)
+	} else if k, ok, _ := m.s.link.store.recall(key); ok && k.stored == nil {
+		return fmt.Errorf("%w: expire %q", ErrNotFound, key)
 	}
-	e := &entry{key: key, name: name, owner: m.s, expires: deadline}
-	if k, ok := m.s.link.recall(key); ok {
-		e.local = &known{k.stored, deadline}
+	return m.enqueue(key, x, true)
+}
+
+// Incr adds delta to the integer stored under name, atomically on the
+// server, in one round trip, and returns the sum. An absent name counts as
+// 0; a value that is not a JSON integer is a *DecodeError, and a sum beyond
+// int64 an error, both leaving the value as it was. The value stays one the
+// Python library reads as an int. With WithDefaultTTL the key gets that
+// TTL; otherwise it keeps its own.
+//
+// Incr is applied exactly once, even when its reply is lost and it is sent
+// again. While the server cannot be reached, the increment is queued and
+// the sum computed from the value this process knows; without one, Incr
+// returns an error wrapping ErrUnavailable.
+func (m *Memory) Incr(ctx context.Context, name string, delta int64) (int64, error) {
+	key, err := m.key("incr", name)
+	if err != nil {
+		return 0, err
 	}
-	return m.s.link.enqueue(m.s, e)
+	d := strconv.FormatInt(delta, 10)
+	result, err := m.edit(ctx, "incr", key, op{name: "incr", args: []any{d}}, func(value []byte) ([]byte, []byte, error) {
+		n := int64(0)
+		if value != nil {
+			if err := json.Unmarshal(value, &n); err != nil {
+				return nil, nil, &DecodeError{Key: key, Err: err}
+			}
+		}
+		if delta > 0 && n > math.MaxInt64-delta || delta < 0 && n < math.MinInt64-delta {
+			return nil, nil, fmt.Errorf("%d + %d overflows a 64-bit integer", n, delta)
+		}
+		sum := strconv.AppendInt(nil, n+delta, 10)
+		return sum, sum, nil
+	}, true)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(string(result), 10, 64)
 }
 
 // Scope returns the child Memory whose prefix is m's prefix, part and ':',
@@ -339,33 +320,101 @@ func (m *Memory) Scope(part string) (*Memory, error) {
 	return &Memory{prefix: m.prefix + part + string(separator), s: m.s}, nil
 }
 
-// Pending returns how many names the Memory and its scopes have queued,
-// waiting for an unreachable server.
+// Pending returns how many entries the Memory and its scopes have in the
+// queue: one per name for Set, Delete and Expire, whose queued writes to a
+// name merge, and one per queued operation otherwise.
 func (m *Memory) Pending() int {
-	return int(m.s.pending.Load())
+	return int(m.s.acct.pending.Load())
 }
 
-// Flush sends the queued writes to the server now, in order, and returns an
-// error wrapping ErrUnavailable, naming how many are still queued, if the
-// server cannot be reached. Queued writes are also flushed without Flush, by
-// a background loop that probes the server after 1s, then twice as long each
-// time up to 30s, and stops once the queue is empty.
+// Stats are counts of a Memory's queue and cache, its scopes' included.
+type Stats struct {
+	Pending     int    // entries queued now
+	Offline     bool   // the server is known to be lost
+	Delivered   uint64 // queued entries delivered since New
+	Dropped     uint64 // queued entries the server refused at delivery
+	CacheHits   uint64 // reads answered by the local cache
+	CacheMisses uint64 // reads the local cache could not answer
+}
+
+// Stats returns the counts of the Memory and its scopes.
+func (m *Memory) Stats() Stats {
+	a := m.s.acct
+	return Stats{
+		Pending:   int(a.pending.Load()),
+		Offline:   m.s.link.lost.Load(),
+		Delivered: a.delivered.Load(),
+		Dropped:   a.dropped.Load(),
+	}
+}
+
+// Flush delivers the queued writes of the Memory and its scopes now, without
+// waiting for their next attempt, and returns once they are all delivered,
+// or ctx ends, whichever comes first, even while another flush runs. It
+// returns an error saying how many are still queued, wrapping ErrUnavailable
+// if the server cannot be reached; and an error wrapping ErrDropped that
+// names the queued writes the server refused since the last Flush.
+//
+// Queued writes are delivered without Flush too, by a background loop: at
+// once, then, for a name whose write keeps failing, after a pause that
+// doubles from 100ms up to 30s, while the other names go on. While the
+// server is lost, the loop probes it after 1s, then twice as long each time
+// up to 30s.
 func (m *Memory) Flush(ctx context.Context) error {
 	if err := m.open("flush"); err != nil {
 		return err
 	}
-	if err := m.s.link.flush(ctx); err != nil {
-		return fmt.Errorf("%w: flush: %d names still queued: %w", ErrUnavailable, m.Pending(), err)
+	err := m.flush(ctx, "flush")
+	return errors.Join(err, m.s.acct.reportDrops())
+}
+
+// flush delivers the Memory's queued writes within ctx, for op, and says
+// how many are left.
+func (m *Memory) flush(ctx context.Context, op string) error {
+	q := m.s.link.queue
+	q.hurry()
+	err := q.wait(ctx, m.s.acct, m.s.link.lost.Load)
+	if err == nil {
+		err = q.failure()
 	}
-	return nil
+	n := m.s.acct.pending.Load()
+	switch {
+	case n == 0:
+		return nil
+	case m.s.link.lost.Load():
+		return fmt.Errorf("%w: %s %q: %d queued writes not delivered: %w", ErrUnavailable, op, m.prefix, n, err)
+	}
+	return fmt.Errorf("memory: %s %q: %d queued writes not delivered: %w", op, m.prefix, n, err)
+}
+
+// Close tries to deliver the queue again after closeRetryMin, then after
+// twice as long each time up to closeRetryMax, within its budget.
+const (
+	closeRetryMin = 50 * time.Millisecond
+	closeRetryMax = time.Second
+)
+
+// sleepCtx waits for d, and reports false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // Close releases the Memory returned by New and every scope of it: later
-// operations return ErrClosed, and so does a second Close. It first flushes
-// the queued writes, within the Memory's timeout, and returns an error
-// wrapping ErrUnavailable that says how many were not delivered. It stops the
-// background loop when no other Memory uses the client, and closes the client
-// only if New created it. Close on a scope does nothing.
+// operations return ErrClosed, and so does a second Close. It first delivers
+// the queued writes, within WithCloseTimeout, and returns an error saying
+// how many it could not deliver, wrapping ErrUnavailable if the server could
+// not be reached; and one wrapping ErrDropped for queued writes the server
+// refused. Check it: it is the last word on writes that returned nil while
+// queued. Close stops the background loop when no other Memory uses the
+// client, and closes the client only if New created it. Close on a scope
+// does nothing.
 func (m *Memory) Close() error {
 	if !m.root {
 		return nil
@@ -375,14 +424,20 @@ func (m *Memory) Close() error {
 	}
 	var err error
 	if m.Pending() > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), m.s.clock.timeout)
-		flushErr := m.s.link.flush(ctx)
+		ctx, cancel := context.WithTimeout(context.Background(), m.s.closeTimeout)
+		// Until the budget is spent, for a server that comes back.
+		for pause := closeRetryMin; ; pause = min(2*pause, closeRetryMax) {
+			if err = m.flush(ctx, "close"); err == nil || !sleepCtx(ctx, pause) {
+				break
+			}
+		}
 		cancel()
-		if n := m.s.link.drop(m.s); n > 0 {
-			err = fmt.Errorf("%w: close %q: %d queued names not delivered: %w", ErrUnavailable, m.prefix, n, flushErr)
-			m.s.log.Error("memory: queued writes lost at close", "prefix", m.prefix, "names", n)
+		if err != nil {
+			m.s.link.queue.dropMatching(func(e *entry) bool { return e.acct == m.s.acct })
+			m.s.log.Error("memory: queued writes lost at close", "prefix", m.prefix, "err", err)
 		}
 	}
+	err = errors.Join(err, m.s.acct.reportDrops())
 	m.s.link.release()
 	if m.s.ownsClient {
 		err = errors.Join(err, m.s.client.Close())

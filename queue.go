@@ -1,8 +1,7 @@
 package memory
 
 import (
-	"bytes"
-	"container/list"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -11,472 +10,531 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 const (
-	// DefaultMaxPending is how many names a Memory may have queued while
-	// its server is unreachable, unless WithMaxPending says otherwise.
+	// DefaultMaxPending is how many entries a Memory, with its scopes,
+	// may have queued while its writes cannot reach the server, unless
+	// WithMaxPending says otherwise.
 	DefaultMaxPending = 10_000
 
-	// maxCached is how many last known values a link keeps for reads while
-	// the server is unreachable; beyond it, a value that is not queued is
-	// forgotten.
-	maxCached = 10_000
+	// A key whose queued entry failed waits retryMin before the next
+	// attempt, then twice as long after each failure up to retryMax;
+	// each attempt may take the Memory's timeout times 2^failures, up to
+	// attemptMax, so that a value too large to cross the link within the
+	// timeout still gets there.
+	retryMin   = 100 * time.Millisecond
+	retryMax   = 30 * time.Second
+	attemptMax = time.Minute
 
-	// The flusher probes a lost server after flushBackoffMin, then after
-	// twice as long each time, up to flushBackoffMax.
-	flushBackoffMin = time.Second
-	flushBackoffMax = 30 * time.Second
+	// deliverers bounds how many keys the queue delivers at once.
+	deliverers = 8
 )
 
-// A link is the state every Memory over one client shares: whether its
-// server is known to be lost, the last known values of keys, and the queue of
-// writes waiting for the server, with the one loop that flushes it.
-type link struct {
-	client redis.UniversalClient
-	log    *slog.Logger
-	clock  *clock // bounds each command the flusher sends
+// An account is what the queue knows of the Memory, with its scopes, that
+// queued an entry: how to send the entry, and where to count it.
+type account struct {
+	conn       *conn // with the Memory's timeout
+	log        *slog.Logger
+	maxPending int
 
-	flushing sync.Mutex // held by whoever flushes the queue
+	pending   atomic.Int64 // entries queued now
+	delivered atomic.Uint64
+	dropped   atomic.Uint64
 
-	// lost says that writes go to the queue without trying the server. It
-	// changes under mu, and is read without it on every operation.
-	lost atomic.Bool
-
-	mu      sync.Mutex
-	refs    int                      // Memory values returned by New over client
-	cache   map[string]known         // key → last known value
-	queue   list.List                // of *entry, in the order of their last write
-	pending map[string]*list.Element // key → its entry in queue
-	stop    context.CancelFunc       // stops the flusher
-	done    chan struct{}            // closed when the flusher has stopped; nil when none runs
+	mu    sync.Mutex // guards drops
+	drops []error    // refusals at delivery not yet reported by Flush or Close
 }
 
-// known is the last value of a key this process knows.
-type known struct {
-	stored  []byte    // nil: known to be absent
-	expires time.Time // zero: no expiry known
+// drop counts e, refused by the server with err, as dropped, to be reported
+// by the next Flush or Close.
+func (a *account) drop(e *entry, err error) {
+	a.dropped.Add(1)
+	a.log.Error("memory: queued write dropped: the server refused it", "key", e.key, "err", err)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.drops = append(a.drops, fmt.Errorf("%q: %w", e.key, err))
 }
 
-var links = struct {
-	sync.Mutex
-	m map[redis.UniversalClient]*link
-}{m: map[redis.UniversalClient]*link{}}
+// reportDrops returns an error wrapping ErrDropped that lists the entries
+// dropped since the last report, or nil.
+func (a *account) reportDrops() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.drops) == 0 {
+		return nil
+	}
+	err := fmt.Errorf("%w: %d queued writes the server refused: %w", ErrDropped, len(a.drops), errors.Join(a.drops...))
+	a.drops = nil
+	return err
+}
 
-// linkFor returns the link of client, made on its first use, and counts one
-// more user of it.
-func linkFor(client redis.UniversalClient, log *slog.Logger, clock *clock) *link {
-	links.Lock()
-	defer links.Unlock()
-	l := links.m[client]
-	if l == nil {
-		l = &link{
-			client:  client,
-			log:     log,
-			clock:   clock,
-			cache:   map[string]known{},
-			pending: map[string]*list.Element{},
+// An entry is one write waiting in the queue, in order with the other
+// writes to its key.
+type entry struct {
+	key  string
+	acct *account
+	w    write
+	sent bool // sent before without a reply: it may have applied
+}
+
+// A write is one change of a key, as the queue delivers it.
+type write interface {
+	// deliver applies the write on the server, once; resent says that an
+	// earlier send may have applied it already. It returns nil when the
+	// write applied, or had, or lost to a newer value.
+	deliver(ctx context.Context, c *conn, key string, resent bool) error
+	// apply returns what the key holds once the write applies to what it
+	// held, k, known when ok, and whether that can be known.
+	apply(k known, ok bool) (known, bool)
+	// settled ends what the write keeps while its outcome is not known.
+	settled()
+}
+
+// A line is the entries of one key, delivered in order.
+type line struct {
+	key     string
+	entries []*entry
+	busy    bool      // its head is being delivered
+	fails   int       // failed deliveries of its head in a row
+	next    time.Time // when its head may be tried again
+	index   int       // in the queue's waiting heap, -1 when not in it
+}
+
+// A queue holds the writes of every Memory over one client that wait for
+// the server, a line of them per key, and delivers them: at once, then,
+// for a key whose head keeps failing, with a backoff of its own, while the
+// other keys go on. Delivery stops while the server is known to be lost,
+// but for a probe with a backoff of its own.
+type queue struct {
+	store *store
+	size  atomic.Int64 // entries queued: when 0, writes skip mu
+
+	mu       sync.Mutex       // guards the fields below
+	lines    map[string]*line // by key
+	ready    []*line          // due and not busy, in the order they became due
+	waiting  lineHeap         // not due yet, by next
+	busy     int              // lines being delivered
+	progress chan struct{}    // closed, and replaced, whenever an entry leaves or an attempt fails
+	probes   int              // probes of a lost server made
+	lastErr  error            // of the last failed attempt
+	done     int              // entries delivered since the queue was last empty
+	recent   *account         // of the last entry queued
+	wake     chan struct{}    // tells the flusher to look again; holds at most one
+	now      chan struct{}    // tells the flusher a Flush waits; holds at most one
+}
+
+func newQueue(s *store) *queue {
+	return &queue{
+		store: s, lines: map[string]*line{}, progress: make(chan struct{}),
+		wake: make(chan struct{}, 1), now: make(chan struct{}, 1),
+	}
+}
+
+// has reports whether writes to key wait in the queue, so that a new one
+// must wait behind them.
+func (q *queue) has(key string) bool {
+	if q.size.Load() == 0 {
+		return false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.lines[key] != nil
+}
+
+// add queues each entry behind the writes to its key, merging it with the
+// last one when both are last-writer-wins. It returns an error wrapping
+// ErrQueueFull, and queues nothing, when the entries would be more than
+// their account may have queued.
+func (q *queue) add(entries ...*entry) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	acct := entries[0].acct
+	more := int64(0)
+	for _, e := range entries {
+		if _, ok := q.mergeable(e); !ok {
+			more++
 		}
-		links.m[client] = l
 	}
-	l.mu.Lock()
-	l.refs++
-	l.mu.Unlock()
-	return l
+	if n := acct.pending.Load(); more > 0 && n+more > int64(acct.maxPending) {
+		return fmt.Errorf("%w: %d of %d entries queued; %d more not queued", ErrQueueFull, n, acct.maxPending, more)
+	}
+	for _, e := range entries {
+		q.addLocked(e)
+	}
+	q.signal()
+	return nil
 }
 
-// release counts one user of l less; the last one stops the flusher and
-// forgets l.
-func (l *link) release() {
-	links.Lock()
-	l.mu.Lock()
-	l.refs--
-	last := l.refs == 0
-	done := l.done
-	if last {
-		delete(links.m, l.client)
-		if done != nil {
-			l.stop()
-		}
+// mergeable returns the write that does what the last entry of e's key and
+// then e do, if they can be one. q.mu must be held.
+func (q *queue) mergeable(e *entry) (write, bool) {
+	l := q.lines[e.key]
+	if l == nil || len(l.entries) == 0 || l.busy && len(l.entries) == 1 {
+		return nil, false // the head being delivered is as it was sent
 	}
-	l.mu.Unlock()
-	links.Unlock()
-	if last && done != nil {
-		<-done
-	}
+	return mergeWrites(l.entries[len(l.entries)-1].w, e.w)
 }
 
-// markLost records that err showed the server unreachable, and starts the
-// flusher, which probes the server until it answers.
-func (l *link) markLost(err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.lost.Swap(true) {
-		l.log.Warn("memory: server lost; queueing writes", "err", err)
-	}
-	l.startFlusher()
-}
-
-// startFlusher starts the flusher unless it runs. l.mu must be held.
-func (l *link) startFlusher() {
-	if l.done != nil || l.refs == 0 {
+func (q *queue) addLocked(e *entry) {
+	q.recent = e.acct
+	l := q.lines[e.key]
+	if merged, ok := q.mergeable(e); ok {
+		last := l.entries[len(l.entries)-1]
+		last.acct.pending.Add(-1)
+		e.acct.pending.Add(1)
+		last.w.settled()
+		e.w, e.sent = merged, false
+		l.entries[len(l.entries)-1] = e
+		q.applyLocked(e)
 		return
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	l.stop, l.done = stop, make(chan struct{})
-	go l.flusher(ctx, l.done)
+	if l == nil {
+		l = &line{key: e.key, index: -1}
+		q.lines[e.key] = l
+		q.ready = append(q.ready, l)
+	}
+	l.entries = append(l.entries, e)
+	e.acct.pending.Add(1)
+	q.size.Add(1)
+	q.store.with(e.key, func(sl *slot) { sl.queued++ })
+	q.applyLocked(e)
+	e.acct.log.Debug("memory: write queued", "key", e.key, "queued", q.size.Load())
 }
 
-// flusher probes the lost server with PING at growing pauses, and flushes
-// the queue once it answers, until the queue is empty, or ctx ends.
-func (l *link) flusher(ctx context.Context, done chan struct{}) {
-	defer close(done)
-	pause := flushBackoffMin
-	for {
-		timer := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-timer.C:
+// applyLocked applies e to what the store knows of its key. q.mu must be
+// held.
+func (q *queue) applyLocked(e *entry) {
+	q.store.with(e.key, func(sl *slot) {
+		k, ok := e.w.apply(known{sl.stored, sl.expires}, sl.known)
+		sl.known, sl.current, sl.stored, sl.expires = ok, false, k.stored, k.expires
+	})
+}
+
+// view returns what key holds once its queued writes apply to k, the
+// server's value, and whether that can be known.
+func (q *queue) view(key string, k known) (known, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ok := true
+	if l := q.lines[key]; l != nil {
+		for _, e := range l.entries {
+			k, ok = e.w.apply(k, ok)
 		}
-		if l.client.Ping(l.clock.bound(ctx)).Err() == nil && l.flush(ctx) == nil {
-			l.mu.Lock()
-			drained := !l.lost.Load()
-			if drained {
-				l.done = nil
-			}
-			l.mu.Unlock()
-			if drained {
-				return
-			}
-		}
-		pause = min(2*pause, flushBackoffMax)
-	}
-}
-
-// remember records stored as the value of key, expiring at expires (zero for
-// never), for reads while the server is unreachable.
-func (l *link) remember(key string, stored []byte, expires time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.rememberLocked(key, stored, expires)
-}
-
-func (l *link) rememberLocked(key string, stored []byte, expires time.Time) {
-	if _, ok := l.cache[key]; !ok && len(l.cache) >= maxCached {
-		for k := range l.cache { // an arbitrary value that is not queued
-			if _, queued := l.pending[k]; !queued {
-				delete(l.cache, k)
-				break
-			}
-		}
-	}
-	l.cache[key] = known{stored, expires}
-}
-
-// rememberRead records stored, read from the server (nil: absent), as the
-// value of key, keeping the expiry known for it if the value is unchanged.
-func (l *link) rememberRead(key string, stored []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var expires time.Time
-	if k, ok := l.cache[key]; ok && bytes.Equal(k.stored, stored) {
-		expires = k.expires
-	}
-	l.rememberLocked(key, stored, expires)
-}
-
-// rememberWrite records stored as the value of key, written with ttl: 0
-// keeps the expiry known for key, as the key keeps its TTL.
-func (l *link) rememberWrite(key string, stored []byte, ttl time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.rememberWriteLocked(key, stored, ttl)
-}
-
-func (l *link) rememberWriteLocked(key string, stored []byte, ttl time.Duration) {
-	expires := l.cache[key].expires
-	if ttl > 0 {
-		expires = time.Now().Add(ttl)
-	}
-	l.rememberLocked(key, stored, expires)
-}
-
-// expire records the deadline of key, if its value is known.
-func (l *link) expire(key string, deadline time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if k, ok := l.cache[key]; ok {
-		l.cache[key] = known{k.stored, deadline}
-	}
-}
-
-// recall returns the last known value of key, and whether it is known.
-func (l *link) recall(key string) (known, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	k, ok := l.cache[key]
-	if ok && !k.expires.IsZero() && !time.Now().Before(k.expires) {
-		return known{}, true // expired: known to be absent
 	}
 	return k, ok
 }
 
-// forget drops what is known and queued of the keys under prefix, as Clear
-// removed them from the server.
-func (l *link) forget(prefix string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for key := range l.cache {
-		if strings.HasPrefix(key, prefix) {
-			delete(l.cache, key)
+// head returns the account to probe the server with: that of the entry
+// longest in the queue, or of the last one queued.
+func (q *queue) head() *account {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, l := range q.ready {
+		if len(l.entries) > 0 {
+			return l.entries[0].acct
 		}
 	}
-	l.dropLocked(func(e *entry) bool { return strings.HasPrefix(e.key, prefix) })
+	if q.waiting.Len() > 0 && len(q.waiting[0].entries) > 0 {
+		return q.waiting[0].entries[0].acct
+	}
+	return q.recent
 }
 
-// An entry is what waits in the queue for one key: the writes made to it
-// while the server was unreachable, merged into one.
-type entry struct {
-	key, name string
-	owner     *shared // the Memory whose Pending counts it
-	base      base
-	value     []byte    // with base == baseValue, the string to store
-	stamp     int64     // the last_modified of value, or the time of the delete
-	replays   []replay  // after base, in order
-	expires   time.Time // non-zero: the deadline an Expire set
-
-	// local is what key holds locally once the write is applied, for reads
-	// while the server is unreachable; nil when that is not known.
-	local *known
+// accountOf returns the account of the head of l, nil when l is empty.
+func (q *queue) accountOf(l *line) *account {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(l.entries) == 0 {
+		return nil
+	}
+	return l.entries[0].acct
 }
 
-// base is what an entry does first.
-type base int
-
-const (
-	baseKeep   base = iota // start from the server's value
-	baseValue              // store value
-	baseAbsent             // delete the key
-)
-
-// A replay is an Update made while the server was unreachable, replayed on
-// the server's value at flush.
-type replay struct {
-	change func(stored []byte) ([]byte, error) // the stored string (nil: absent) to the new one
-	// attempted is what a compare-and-set of this Update may have written
-	// before the server was lost, its reply unseen; nil if none was sent.
-	attempted []byte
+// idle reports whether the queue holds nothing and delivers nothing, and
+// if so, logs how many entries it delivered since it was last idle.
+func (q *queue) idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.lines) > 0 || q.busy > 0 {
+		return false
+	}
+	if q.done > 0 && q.recent != nil {
+		q.recent.log.Info("memory: queued writes delivered", "writes", q.done)
+	}
+	q.done = 0
+	return true
 }
 
-// merge returns the entry of e followed by later, a later write to the same
-// key: a new value or a delete replaces everything before it, while
-// replays and expiries add to it.
-func (e *entry) merge(later *entry) *entry {
-	if later.base != baseKeep {
-		return later
-	}
-	merged := *e
-	merged.replays = append(e.replays[:len(e.replays):len(e.replays)], later.replays...)
-	if !later.expires.IsZero() {
-		merged.expires = later.expires
-	}
-	merged.local = later.local
-	return &merged
-}
-
-// enqueue queues each entry, merged into what its key already has queued,
-// and moved to the end of the queue. It returns an error wrapping
-// ErrQueueFull, and queues nothing, when the entries would be more names
-// than their owner may queue.
-func (l *link) enqueue(owner *shared, entries ...*entry) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	names := 0
-	for _, e := range entries {
-		if _, ok := l.pending[e.key]; !ok {
-			names++
-		}
-	}
-	if queued := owner.pending.Load(); queued+int64(names) > int64(owner.maxPending) {
-		return fmt.Errorf("%w: %d of %d names queued; %d more not queued", ErrQueueFull, queued, owner.maxPending, names)
-	}
-	for _, e := range entries {
-		if el, ok := l.pending[e.key]; ok {
-			merged := el.Value.(*entry).merge(e)
-			l.queue.Remove(el)
-			e = merged
-		} else {
-			owner.pending.Add(1)
-		}
-		l.pending[e.key] = l.queue.PushBack(e)
-		if e.local != nil {
-			l.rememberLocked(e.key, e.local.stored, e.local.expires)
-		} else {
-			delete(l.cache, e.key)
-		}
-	}
-	l.log.Debug("memory: writes queued", "queued", l.queue.Len())
-	l.startFlusher()
-	return nil
-}
-
-// flush sends the queue to the server, oldest entry first. It stops at the
-// first entry the server cannot be reached for (or that met a conflict on
-// every attempt), which stays queued, and returns that error. An entry the
-// server refuses is dropped and logged. Once the queue is empty, the server
-// is no longer lost.
-func (l *link) flush(ctx context.Context) error {
-	l.flushing.Lock()
-	defer l.flushing.Unlock()
-	flushed := 0
-	defer func() {
-		if flushed > 0 {
-			l.log.Info("memory: flushed queued writes", "writes", flushed)
-		}
-	}()
-	for {
-		l.mu.Lock()
-		front := l.queue.Front()
-		if front == nil {
-			if l.lost.Swap(false) {
-				l.log.Info("memory: server back; queue flushed")
-			}
-			l.mu.Unlock()
-			return nil
-		}
-		e := l.queue.Remove(front).(*entry)
-		delete(l.pending, e.key)
-		l.mu.Unlock()
-
-		_, err := l.deliver(ctx, e)
-		if err != nil && (unreachable(err) || ctx.Err() != nil || errors.Is(err, ErrConflict)) {
-			l.requeue(e)
-			return err
-		}
-		e.owner.pending.Add(-1)
-		if err != nil {
-			l.log.Error("memory: queued write dropped", "key", e.key, "err", err)
-			continue
-		}
-		flushed++
+// signal tells the flusher to look at the queue again.
+func (q *queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
 	}
 }
 
-// delivered records stored, written with ttl (0: kept), as the value of key,
-// unless a later write to key is queued and known locally.
-func (l *link) delivered(key string, stored []byte, ttl time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, queued := l.pending[key]; !queued {
-		l.rememberWriteLocked(key, stored, ttl)
+// remove takes e, the head of l, out of the queue once it is delivered or
+// dropped. q.mu must be held.
+func (q *queue) removeLocked(l *line, e *entry) {
+	l.entries = l.entries[1:]
+	q.size.Add(-1)
+	e.acct.pending.Add(-1)
+	e.w.settled()
+	q.store.with(e.key, func(sl *slot) {
+		sl.queued--
+		if sl.queued == 0 && !sl.current {
+			// What it knew was the queue's doing: the server now holds
+			// what the writes made of its own value.
+			sl.known, sl.stored = false, nil
+		}
+	})
+	if len(l.entries) == 0 {
+		delete(q.lines, l.key)
 	}
+	q.progressed()
 }
 
-// requeue puts e back at the front of the queue, before any write to its
-// key made while it was out.
-func (l *link) requeue(e *entry) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if el, ok := l.pending[e.key]; ok {
-		later := l.queue.Remove(el).(*entry)
-		e = e.merge(later)
-		later.owner.pending.Add(-1)
-	}
-	l.pending[e.key] = l.queue.PushFront(e)
+// progressed wakes those who wait for the queue to change. q.mu must be
+// held.
+func (q *queue) progressed() {
+	close(q.progress)
+	q.progress = make(chan struct{})
 }
 
-// deliver writes e to the server with a compare-and-set, so that the check
-// of the server's value and the write are one atomic step, and reports
-// whether it changed the server's value.
-func (l *link) deliver(ctx context.Context, e *entry) (bool, error) {
-	current, err := read(ctx, l.client, l.clock, e.key)
+// probed records a probe of the lost server, failed with err if not nil.
+func (q *queue) probed(err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.probes++
 	if err != nil {
-		return false, err
+		q.lastErr = err
 	}
-	for range updateAttempts {
-		next, ttl := e.apply(current, l.log)
-		if bytes.Equal(next, current) && (next == nil || e.expires.IsZero()) {
-			return false, nil // nothing to change
-		}
-		wrote, found, err := compareAndSet(ctx, l.client, l.clock, e.key, current, next, ttl)
-		if err != nil {
-			return false, err
-		}
-		if wrote {
-			l.delivered(e.key, next, ttl)
-			return true, nil
-		}
-		current = found
-	}
-	return false, fmt.Errorf("%w: flush %q: %d attempts", ErrConflict, e.key, updateAttempts)
+	q.progressed()
 }
 
-// apply returns what e makes of current, the server's string for its key
-// (nil: absent), and the TTL to store it with, as casScript takes it.
-func (e *entry) apply(current []byte, log *slog.Logger) (next []byte, ttl time.Duration) {
-	next = current
-	// The last writer wins: a queued value or delete is skipped when the
-	// server holds a strictly newer one.
-	if e.base != baseKeep && stamp(current) <= e.stamp {
-		next = e.value // nil for baseAbsent
-	}
-	for _, r := range e.replays {
-		if r.attempted != nil && bytes.Equal(next, r.attempted) {
-			continue // it did reach the server
-		}
-		changed, err := r.change(next)
-		if err != nil {
-			log.Error("memory: queued update dropped", "key", e.key, "err", err)
-			continue
-		}
-		next = changed
-	}
-	switch {
-	case !e.expires.IsZero():
-		ttl = time.Until(e.expires)
-		if ttl < time.Millisecond {
-			return nil, 0
-		}
-	case e.base == baseValue || len(e.replays) > 0:
-		ttl = e.owner.ttl
-	}
-	return next, ttl
+// failure returns the error of the last failed attempt or probe.
+func (q *queue) failure() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.lastErr
 }
 
-// drop removes the queued entries of owner, and returns how many there were.
-func (l *link) drop(owner *shared) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.dropLocked(func(e *entry) bool { return e.owner == owner })
-}
-
-// dropLocked removes the queued entries that match, and returns how many
-// there were. l.mu must be held.
-func (l *link) dropLocked(match func(*entry) bool) int {
+// dropMatching removes the entries that match, which are no longer to be
+// delivered, from lines not being delivered, and returns how many it
+// removed.
+func (q *queue) dropMatching(match func(*entry) bool) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	n := 0
-	for el := l.queue.Front(); el != nil; {
-		next := el.Next()
-		if e := el.Value.(*entry); match(e) {
-			l.queue.Remove(el)
-			delete(l.pending, e.key)
-			e.owner.pending.Add(-1)
+	for _, l := range q.lines {
+		kept := l.entries[:0]
+		for i, e := range l.entries {
+			if i == 0 && l.busy || !match(e) {
+				kept = append(kept, e)
+				continue
+			}
 			n++
+			q.size.Add(-1)
+			e.acct.pending.Add(-1)
+			e.w.settled()
+			q.store.with(e.key, func(sl *slot) { sl.queued--; sl.known, sl.stored = false, nil })
 		}
-		el = next
+		clear(l.entries[len(kept):])
+		l.entries = kept
+		if len(l.entries) == 0 && !l.busy {
+			delete(q.lines, l.key)
+			q.unschedule(l)
+		}
+	}
+	if n > 0 {
+		q.progressed()
 	}
 	return n
 }
 
-// errOffline is the error of a read, while the server is unreachable, of a
-// value this process does not know; cause is the error that showed the
-// server unreachable, if the read met one.
-func errOffline(op, key string, cause error) error {
-	if cause == nil {
-		return fmt.Errorf("%w: %s %q: the server is lost and the value not known here", ErrUnavailable, op, key)
+// dropPrefix removes the entries of the keys under prefix, as Clear
+// removed those keys from the server.
+func (q *queue) dropPrefix(prefix string) int {
+	return q.dropMatching(func(e *entry) bool { return strings.HasPrefix(e.key, prefix) })
+}
+
+// unschedule takes l out of the ready list and the waiting heap. q.mu must
+// be held.
+func (q *queue) unschedule(l *line) {
+	if l.index >= 0 {
+		heap.Remove(&q.waiting, l.index)
 	}
-	return fmt.Errorf("%w: %s %q: not known here: %w", ErrUnavailable, op, key, cause)
+	for i, r := range q.ready {
+		if r == l {
+			q.ready = append(q.ready[:i], q.ready[i+1:]...)
+			break
+		}
+	}
+}
+
+// hurry makes every waiting line due now, for a Flush.
+func (q *queue) hurry() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.waiting.Len() > 0 {
+		l := heap.Pop(&q.waiting).(*line)
+		l.next = time.Time{}
+		q.ready = append(q.ready, l)
+	}
+	select {
+	case q.now <- struct{}{}:
+	default:
+	}
+}
+
+// due moves the waiting lines whose time has come to the ready list, and
+// returns the ready lines it may start delivering now, marked busy, and
+// when the next waiting line is due, zero for none. It reports whether the
+// queue is empty.
+func (q *queue) due(now time.Time) (start []*line, next time.Time, empty bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.waiting.Len() > 0 && !q.waiting[0].next.After(now) {
+		q.ready = append(q.ready, heap.Pop(&q.waiting).(*line))
+	}
+	for len(q.ready) > 0 && q.busy < deliverers {
+		l := q.ready[0]
+		q.ready = q.ready[1:]
+		l.busy = true
+		q.busy++
+		start = append(start, l)
+	}
+	if q.waiting.Len() > 0 {
+		next = q.waiting[0].next
+	}
+	return start, next, len(q.lines) == 0 && q.busy == 0
+}
+
+// deliver sends the entries of l in order, until it is empty or one fails
+// for want of the server, which it returns. An entry the server refuses is
+// dropped and reported.
+func (q *queue) deliver(ctx context.Context, l *line) error {
+	for {
+		q.mu.Lock()
+		if len(l.entries) == 0 {
+			q.finish(l, nil)
+			q.mu.Unlock()
+			return nil
+		}
+		e, fails := l.entries[0], l.fails
+		q.mu.Unlock()
+
+		c := e.acct.conn
+		if fails > 0 {
+			c = &conn{client: c.client, clock: clockFor(min(c.clock.timeout<<min(fails, 10), attemptMax))}
+		}
+		err := e.w.deliver(ctx, c, e.key, e.sent)
+		q.mu.Lock()
+		switch {
+		case err == nil:
+			e.acct.delivered.Add(1)
+			q.done++
+			q.removeLocked(l, e)
+			l.fails = 0
+		case unreachable(err) || errors.Is(err, ErrConflict) || ctx.Err() != nil:
+			e.sent = true
+			q.finish(l, err)
+			q.mu.Unlock()
+			return err
+		default:
+			e.acct.drop(e, err)
+			q.removeLocked(l, e)
+		}
+		q.mu.Unlock()
+	}
+}
+
+// finish ends a delivery of l: an empty line leaves the queue; one whose
+// head failed with err waits for its next attempt. q.mu must be held.
+func (q *queue) finish(l *line, err error) {
+	l.busy = false
+	q.busy--
+	if len(l.entries) == 0 {
+		if q.lines[l.key] == l {
+			delete(q.lines, l.key)
+		}
+	} else if err != nil {
+		q.lastErr = err
+		l.fails++
+		l.next = time.Now().Add(min(retryMin<<min(l.fails-1, 10), retryMax))
+		heap.Push(&q.waiting, l)
+		q.progressed()
+	} else {
+		q.ready = append(q.ready, l)
+	}
+	q.signal()
+}
+
+// wait returns once acct has no entry queued; or every entry left of it
+// has failed an attempt since wait began, or the server is lost and a probe
+// of it since wait began failed; or ctx ends. lost reports whether the
+// server is lost.
+func (q *queue) wait(ctx context.Context, acct *account, lost func() bool) error {
+	q.mu.Lock()
+	probes := q.probes
+	q.mu.Unlock()
+	for {
+		q.mu.Lock()
+		progress, done := q.progress, acct.pending.Load() == 0
+		if !done && lost() {
+			done = q.probes > probes
+		} else if !done {
+			done = !q.pendingLocked(acct)
+		}
+		q.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-progress:
+		}
+	}
+}
+
+// pendingLocked reports whether an entry of acct is due or being
+// delivered, not waiting for the next attempt after a failure. q.mu must be
+// held.
+func (q *queue) pendingLocked(acct *account) bool {
+	for _, l := range q.lines {
+		if l.index >= 0 && !l.busy {
+			continue // waiting
+		}
+		for _, e := range l.entries {
+			if e.acct == acct {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// A lineHeap orders waiting lines by when they are due.
+type lineHeap []*line
+
+func (h lineHeap) Len() int           { return len(h) }
+func (h lineHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h lineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *lineHeap) Push(x any) {
+	l := x.(*line)
+	l.index = len(*h)
+	*h = append(*h, l)
+}
+func (h *lineHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	l.index = -1
+	*h = old[:len(old)-1]
+	return l
 }

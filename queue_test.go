@@ -2,10 +2,10 @@ package memory_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +39,7 @@ func TestOfflineWritesAndReads(t *testing.T) {
 	srv.Close()
 
 	require.NoError(t, m.Set(ctx, "a", 1), "queued, not an error")
+	requireOffline(t, m)
 	hook.reset()
 	require.NoError(t, m.Set(ctx, "b", 2))
 	require.NoError(t, m.Set(ctx, "a", 3))
@@ -48,11 +49,10 @@ func TestOfflineWritesAndReads(t *testing.T) {
 
 	requireValue(t, m, "a", 3) // this process's queued writes are read back
 	requireValue(t, m, "b", 2)
-	for _, name := range []string{"known", "never"} {
-		err := m.Get(ctx, name, new(string))
-		require.ErrorIs(t, err, memory.ErrUnavailable, name)
-		require.NotErrorIs(t, err, memory.ErrNotFound, name)
-	}
+	require.ErrorIs(t, m.Get(ctx, "known", new(string)), memory.ErrNotFound, "deleted here: known absent")
+	err := m.Get(ctx, "never", new(string))
+	require.ErrorIs(t, err, memory.ErrUnavailable)
+	require.NotErrorIs(t, err, memory.ErrNotFound)
 	ok, err := m.Has(ctx, "a")
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -62,8 +62,8 @@ func TestOfflineWritesAndReads(t *testing.T) {
 	require.ErrorIs(t, err, memory.ErrUnavailable)
 
 	err = m.Flush(ctx)
-	require.ErrorIs(t, err, memory.ErrUnavailable)
-	require.ErrorContains(t, err, "3 names still queued")
+	require.ErrorIs(t, err, memory.ErrUnavailable, "once a probe of the lost server failed")
+	require.ErrorContains(t, err, "3 queued writes not delivered")
 
 	require.NoError(t, srv.Restart())
 	require.NoError(t, m.Flush(ctx))
@@ -103,37 +103,23 @@ func TestOfflineReadsKnownValues(t *testing.T) {
 	require.Equal(t, "untouched", partly.Unknown)
 }
 
+// TestOfflineOrder queues writes of several kinds to one name, and to
+// others: each name's writes reach the server in the order they were made.
 func TestOfflineOrder(t *testing.T) {
-	srv, m, hook := offlineMemory(t)
+	srv, m, _ := offlineMemory(t)
+	list := memory.ListOf[string](m, "list")
 	srv.Close()
-	for _, name := range []string{"a", "b", "c", "a"} { // a is written again: it moves last
-		require.NoError(t, m.Set(ctx, name, name))
-	}
+	require.NoError(t, list.Append(ctx, "a"))
+	requireOffline(t, m)
+	require.NoError(t, m.Set(ctx, "list", []string{"x"}))
+	require.NoError(t, list.Append(ctx, "b"))
+	require.NoError(t, m.Set(ctx, "other", 1))
+	require.NoError(t, list.Insert(ctx, 0, "first"))
+	require.NoError(t, m.Set(ctx, "other", 2))
 	require.NoError(t, srv.Restart())
-	hook.reset()
-	var order []string
-	client := m.Client().(*redis.Client)
-	client.AddHook(keyRecorder(&order))
 	require.NoError(t, m.Flush(ctx))
-	require.Equal(t, []string{"test:b", "test:c", "test:a"}, order)
-}
-
-// keyRecorder is a hook that appends the key of each GET it sees to keys.
-func keyRecorder(keys *[]string) redis.Hook { return recorder{keys} }
-
-type recorder struct{ keys *[]string }
-
-func (r recorder) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (r recorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "get" {
-			*r.keys = append(*r.keys, fmt.Sprint(cmd.Args()[1]))
-		}
-		return next(ctx, cmd)
-	}
-}
-func (r recorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	requireList(t, list, "first", "x", "b")
+	requireValue(t, m, "other", 2)
 }
 
 func TestOfflineLastWriterWins(t *testing.T) {
@@ -167,7 +153,10 @@ func TestOfflineReplays(t *testing.T) {
 	srv, m, _ := offlineMemory(t)
 	list, dict := memory.ListOf[int](m, "list"), memory.MapOf[string](m, "map")
 	require.NoError(t, m.Set(ctx, "counter", 10))
+	requireList(t, list) // read: known here, and kept known by this process's own changes
 	require.NoError(t, list.Append(ctx, 1))
+	_, err := dict.All(ctx)
+	require.NoError(t, err)
 	require.NoError(t, dict.Set(ctx, "mine", "a"))
 	srv.Close()
 
@@ -180,7 +169,7 @@ func TestOfflineReplays(t *testing.T) {
 	require.NoError(t, err, "a known list can be popped offline")
 	require.Equal(t, 2, popped)
 	require.NoError(t, list.Append(ctx, 3))
-	require.Equal(t, 3, m.Pending())
+	require.Equal(t, 5, m.Pending(), "one entry per queued operation")
 
 	_, err = memory.ListOf[int](m, "unknown").Pop(ctx)
 	require.ErrorIs(t, err, memory.ErrUnavailable, "popping a list not known here")
@@ -236,13 +225,13 @@ func TestOfflineQueueLimit(t *testing.T) {
 }
 
 func TestOfflineClose(t *testing.T) {
-	srv, m, _ := offlineMemory(t)
+	srv, m, _ := offlineMemory(t, memory.WithCloseTimeout(300*time.Millisecond))
 	srv.Close()
 	require.NoError(t, m.Set(ctx, "a", 1))
 	require.NoError(t, m.Set(ctx, "b", 1))
 	err := m.Close()
 	require.ErrorIs(t, err, memory.ErrUnavailable)
-	require.ErrorContains(t, err, "2 queued names not delivered")
+	require.ErrorContains(t, err, "2 queued writes not delivered")
 
 	srv2, m2, _ := offlineMemory(t)
 	srv2.Close()
@@ -310,12 +299,18 @@ func TestFlusherPerClient(t *testing.T) {
 func TestCloseStopsTheFlusher(t *testing.T) {
 	before := goroutines()
 	srv := miniredis.RunT(t)
-	m := newMemory(t, srv.Addr())
+	m := newMemory(t, srv.Addr(), memory.WithCloseTimeout(300*time.Millisecond))
 	srv.Close()
 	require.NoError(t, m.Set(ctx, "x", 1))
 	require.Equal(t, 1, flushers(), "the background loop runs")
 	require.ErrorIs(t, m.Close(), memory.ErrUnavailable)
 	requireGoroutines(t, before)
+}
+
+// requireOffline waits until m knows its server lost.
+func requireOffline(t *testing.T, m *memory.Memory) {
+	t.Helper()
+	requireEventually(t, 5*time.Second, func() bool { return m.Stats().Offline }, "the server is known lost")
 }
 
 // requireEventually polls cond every 10ms until it holds, and fails t if it
@@ -389,13 +384,15 @@ func TestOfflineLogs(t *testing.T) {
 	srv, m, _ := offlineMemory(t, memory.WithLogger(logger))
 	srv.Close()
 	require.NoError(t, m.Set(ctx, "a", 1))
+	requireOffline(t, m)
 	require.NoError(t, srv.Restart())
 	require.NoError(t, m.Flush(ctx))
+	requireEventually(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "delivered") }, "the flusher logs what it delivered")
 	for _, want := range []string{
 		`level=WARN msg="memory: server lost; queueing writes"`,
-		`level=DEBUG msg="memory: writes queued" queued=1`,
-		`level=INFO msg="memory: flushed queued writes" writes=1`,
-		`level=INFO msg="memory: server back; queue flushed"`,
+		`level=DEBUG msg="memory: write queued" key=test:a queued=1`,
+		`level=INFO msg="memory: server back; delivering the queue" queued=1`,
+		`level=INFO msg="memory: queued writes delivered" writes=1`,
 	} {
 		require.Contains(t, logs.String(), want)
 	}

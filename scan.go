@@ -85,7 +85,7 @@ var errStopped = errors.New("memory: walk stopped")
 func (m *Memory) Clear(ctx context.Context) (int, error) {
 	var removed atomic.Int64
 	err := m.scan(ctx, "clear", func(node redis.Cmdable, keys []string) error {
-		bctx := m.s.clock.bound(ctx)
+		bctx := m.s.conn.clock.bound(ctx)
 		// One UNLINK per key: a cluster refuses one across slots.
 		cmds, err := node.Pipelined(bctx, func(p redis.Pipeliner) error {
 			for _, key := range keys {
@@ -103,7 +103,8 @@ func (m *Memory) Clear(ctx context.Context) (int, error) {
 		m.s.log.Warn("memory: clear failed", "prefix", m.prefix, "removed", n, "err", err)
 		return n, err
 	}
-	m.s.link.forget(m.prefix)
+	m.s.link.queue.dropPrefix(m.prefix)
+	m.s.link.store.forgetPrefix(m.prefix)
 	m.s.log.Info("memory: cleared", "prefix", m.prefix, "removed", n)
 	return n, nil
 }
@@ -130,19 +131,7 @@ func (m *Memory) nodes(ctx context.Context, op string) ([]redis.Cmdable, error) 
 	if err := m.open(op); err != nil {
 		return nil, err
 	}
-	cluster, ok := m.s.client.(*redis.ClusterClient)
-	if !ok {
-		return []redis.Cmdable{m.s.client}, nil
-	}
-	var mu sync.Mutex
-	var nodes []redis.Cmdable
-	// Bounded: ForEachMaster may reload the cluster's slots first.
-	err := cluster.ForEachMaster(m.s.clock.bound(ctx), func(_ context.Context, node *redis.Client) error {
-		mu.Lock()
-		defer mu.Unlock()
-		nodes = append(nodes, node)
-		return nil
-	})
+	nodes, err := m.s.conn.nodes(ctx)
 	return nodes, opError(ctx, op, m.prefix, err)
 }
 
@@ -153,7 +142,7 @@ func (m *Memory) scanNode(ctx context.Context, node redis.Cmdable, fn func(node 
 	pattern := scanPattern(m.prefix)
 	var cursor uint64
 	for {
-		keys, next, err := node.Scan(m.s.clock.bound(ctx), cursor, pattern, scanBatch).Result()
+		keys, next, err := node.Scan(m.s.conn.clock.bound(ctx), cursor, pattern, scanBatch).Result()
 		if err != nil {
 			return err
 		}

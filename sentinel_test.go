@@ -49,7 +49,6 @@ func TestSentinelFailover(t *testing.T) {
 		require.NoError(t, m.Set(ctx, name(i), i), "queued while no master answers")
 	}
 	require.NoError(t, memory.Update(ctx, m, "visits", increment), "queued on the known value")
-	require.Equal(t, 21, m.Pending())
 
 	requireEventually(t, 30*time.Second, func() bool { return m.Pending() == 0 },
 		"the queue reaches the promoted replica")

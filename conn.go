@@ -1,0 +1,178 @@
+package memory
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A conn sends the commands of one Memory to its server. It owns every round
+// trip: each ends by the Memory's timeout, and a write is sent once. go-redis
+// resends a command whose reply it lost, which for a write means applying it
+// twice when the first send did reach the server; the library resends
+// writes itself, knowing what a resend means for each.
+type conn struct {
+	client redis.UniversalClient
+	clock  *clock
+}
+
+// onceCmd is a command go-redis sends at most once.
+type onceCmd struct{ *redis.Cmd }
+
+func (onceCmd) NoRetry() bool { return true }
+
+// write sends the command args once, within the timeout.
+func (c *conn) write(ctx context.Context, args ...any) *redis.Cmd {
+	cmd := redis.NewCmd(ctx, args...)
+	_ = c.client.Process(c.clock.bound(ctx), onceCmd{cmd})
+	return cmd
+}
+
+// get returns the string stored at key, nil when there is none. A key that
+// is not a string gives a *DecodeError.
+func (c *conn) get(ctx context.Context, key string) ([]byte, error) {
+	stored, err := c.client.Get(c.clock.bound(ctx), key).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, nil
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		return nil, &DecodeError{Key: key, Err: err}
+	}
+	return stored, err
+}
+
+// writeAll sends the commands in one round trip, once: as one MULTI/EXEC
+// transaction when tx, as a pipeline otherwise.
+func (c *conn) writeAll(ctx context.Context, tx bool, commands [][]any) ([]*redis.Cmd, error) {
+	bctx := c.clock.bound(ctx)
+	pipe := c.client.Pipeline()
+	if tx {
+		pipe = c.client.TxPipeline()
+	}
+	cmds := make([]*redis.Cmd, len(commands))
+	for i, args := range commands {
+		cmds[i] = redis.NewCmd(bctx, args...)
+		_ = pipe.Process(bctx, onceCmd{cmds[i]})
+	}
+	_, err := pipe.Exec(bctx)
+	return cmds, err
+}
+
+// getAll reads the strings stored at keys in one pipeline of GETs, which
+// works across the slots of a cluster, within the timeout. Exec's error is
+// the first failed command, a miss included.
+func (c *conn) getAll(ctx context.Context, keys []string) ([]*redis.StringCmd, error) {
+	bctx := c.clock.bound(ctx)
+	pipe := c.client.Pipeline()
+	cmds := make([]*redis.StringCmd, len(keys))
+	for i, key := range keys {
+		cmds[i] = pipe.Get(bctx, key)
+	}
+	_, err := pipe.Exec(bctx)
+	return cmds, err
+}
+
+// ping asks the server for a reply within the timeout.
+func (c *conn) ping(ctx context.Context) error {
+	return c.client.Ping(c.clock.bound(ctx)).Err()
+}
+
+// A script is Lua source the server runs by its SHA-1.
+type script struct {
+	src, sha string
+}
+
+func newScript(src string) *script {
+	sum := sha1.Sum([]byte(src))
+	return &script{src: src, sha: hex.EncodeToString(sum[:])}
+}
+
+// run runs s on keys with args, once, within the timeout: EVALSHA, then
+// EVAL if the server does not have the script, which it did not run.
+func (c *conn) run(ctx context.Context, s *script, keys []string, args ...any) *redis.Cmd {
+	cmd := c.write(ctx, scriptArgs("evalsha", s.sha, keys, args)...)
+	if isNoScript(cmd.Err()) {
+		cmd = c.write(ctx, scriptArgs("eval", s.src, keys, args)...)
+	}
+	return cmd
+}
+
+func scriptArgs(verb, body string, keys []string, args []any) []any {
+	all := make([]any, 0, 3+len(keys)+len(args))
+	all = append(all, verb, body, len(keys))
+	for _, key := range keys {
+		all = append(all, key)
+	}
+	return append(all, args...)
+}
+
+func isNoScript(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+// runAll runs s once for each call in one pipeline, within the timeout,
+// loading the script first if the server does not have it; the calls that
+// met NOSCRIPT, which the server did not run, are sent again. It returns
+// each call's command, and the error of the pipeline that is no reply of the
+// server's.
+func (c *conn) runAll(ctx context.Context, s *script, calls []scriptCall) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, len(calls))
+	todo := make([]int, len(calls))
+	for i := range todo {
+		todo[i] = i
+	}
+	bctx := c.clock.bound(ctx)
+	for loaded := false; ; loaded = true {
+		pipe := c.client.Pipeline()
+		for _, i := range todo {
+			cmds[i] = redis.NewCmd(bctx, scriptArgs("evalsha", s.sha, calls[i].keys, calls[i].args)...)
+			_ = pipe.Process(bctx, onceCmd{cmds[i]})
+		}
+		_, err := pipe.Exec(bctx)
+		if isReply(err) {
+			err = nil
+		}
+		var missing []int
+		for _, i := range todo {
+			if isNoScript(cmds[i].Err()) {
+				missing = append(missing, i)
+			}
+		}
+		if err != nil || len(missing) == 0 || loaded {
+			return cmds, err
+		}
+		if err := c.client.ScriptLoad(bctx, s.src).Err(); err != nil {
+			return cmds, err
+		}
+		todo = missing
+	}
+}
+
+// A scriptCall is one run of a script in runAll.
+type scriptCall struct {
+	keys []string
+	args []any
+}
+
+// nodes returns the servers that hold the keys: the client itself, or each
+// master of a cluster. Listing a cluster's masters may reload its slots
+// first, within the timeout.
+func (c *conn) nodes(ctx context.Context) ([]redis.Cmdable, error) {
+	cluster, ok := c.client.(*redis.ClusterClient)
+	if !ok {
+		return []redis.Cmdable{c.client}, nil
+	}
+	var mu sync.Mutex
+	var nodes []redis.Cmdable
+	err := cluster.ForEachMaster(c.clock.bound(ctx), func(_ context.Context, node *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		nodes = append(nodes, node)
+		return nil
+	})
+	return nodes, err
+}

@@ -1,0 +1,184 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// This file holds the one place that chooses between the server and the
+// queue for writes, direct, and the one that chooses between the server and
+// what the process knows for reads, lookup.
+
+// direct reports whether a write to key goes to the server now. It goes to
+// the queue instead while the server is known to be lost, and while writes
+// of this process to the key wait in the queue, behind them, so that the
+// writes to a key keep their order. With the queue off, every write goes to
+// the server.
+func (m *Memory) direct(key string) bool {
+	return !m.s.queue || !m.s.link.lost.Load() && !m.s.link.queue.has(key)
+}
+
+// enqueue queues w for key; sent says that an earlier send of it may have
+// applied.
+func (m *Memory) enqueue(key string, w write, sent bool) error {
+	return m.s.link.enqueue(&entry{key: key, acct: m.s.acct, w: w, sent: sent})
+}
+
+// unknown reports whether err, met by a write under ctx, leaves its outcome
+// unknown for want of the server, so that it is to be queued: the queue is
+// on, and ctx, the caller's, did not end.
+func (m *Memory) unknown(ctx context.Context, err error) bool {
+	return m.s.queue && offline(ctx, err)
+}
+
+// replace writes p, a whole value or a delete, to key: with send, on the
+// server, or in the queue, last writer wins.
+func (m *Memory) replace(ctx context.Context, op, key string, p *put, send func(ctx context.Context) error) error {
+	if m.direct(key) {
+		err := send(ctx)
+		if err == nil {
+			k, _ := p.apply(known{}, true)
+			m.s.link.store.remember(key, k.stored, k.expires, true)
+			return nil
+		}
+		if !m.unknown(ctx, err) {
+			return opError(ctx, op, key, err)
+		}
+		m.s.link.failed(m.s.acct, err)
+	}
+	return m.enqueue(key, p, true)
+}
+
+// errOutcomeUnknown is the error of an operation whose result the caller
+// needs, sent to a server that did not reply, of a value this process does
+// not know: queued, it applies once the server is back, but its result is
+// lost.
+var errOutcomeUnknown = errors.New("the server did not reply, and the value is not known here: the operation is queued and applies once the server is back, but its result is lost")
+
+// edit applies o, a server-side operation, to key: on the server, or, while
+// that cannot be, in the queue, applied with local to what this process
+// knows for the result and for later reads. needKnown says that the caller
+// needs the result, so that an edit of a value this process does not know
+// fails instead of being queued.
+func (m *Memory) edit(ctx context.Context, opName, key string, o op, local localChange, needKnown bool) ([]byte, error) {
+	o.id, o.low = m.s.link.begin(key)
+	o.stamp, o.ttl = time.Now().UnixNano(), m.s.ttl
+	w := &opWrite{op: o, store: m.s.link.store, key: key, local: local}
+	sent := false
+	if m.direct(key) {
+		reply, err := w.op.run(ctx, m.s.conn, key)
+		if err != nil && dropped(err) && ctx.Err() == nil {
+			// The connection broke, maybe after the server applied it:
+			// send it again, now, and the record of operations tells.
+			reply, err = w.op.run(ctx, m.s.conn, key)
+		}
+		if err == nil || !m.unknown(ctx, err) {
+			w.settled()
+			if err != nil {
+				return nil, readError(ctx, opName, key, err)
+			}
+			m.learn(key, w, reply)
+			return reply.result, nil
+		}
+		m.s.link.failed(m.s.acct, err)
+		sent = true
+	}
+	var result []byte
+	k, ok, _ := m.s.link.store.recall(key)
+	if ok && local != nil {
+		value, err := valueOf(k.stored)
+		if err == nil {
+			_, result, err = local(value)
+		}
+		if err != nil && !sent {
+			w.settled()
+			return nil, fmt.Errorf("memory: %s %q: %w", opName, key, err)
+		}
+	} else if needKnown && !sent {
+		w.settled()
+		return nil, errOffline(opName, key, nil)
+	}
+	if err := m.enqueue(key, w, sent); err != nil {
+		w.settled()
+		return nil, fmt.Errorf("memory: %s %q: %w", opName, key, err)
+	}
+	if needKnown && (!ok || local == nil) {
+		return nil, fmt.Errorf("%w: %s %q: %w", ErrUnavailable, opName, key, errOutcomeUnknown)
+	}
+	return result, nil
+}
+
+// learn records what key holds after w applied on the server, as reply
+// says: what this process knew, changed as w changes it, if it knew the
+// value the server changed, and otherwise nothing.
+func (m *Memory) learn(key string, w *opWrite, reply opReply) {
+	m.s.link.store.with(key, func(sl *slot) {
+		if reply.outcome == applied && sl.known && sl.current && w.local != nil && recordOf(sl.stored) == reply.before {
+			if value, err := valueOf(sl.stored); err == nil {
+				if next, _, err := w.local(value); err == nil {
+					sl.stored = envelopeWith(next, reply.record, reply.stamp)
+					sl.expires = expiresAfter(sl.expires, w.op.ttl)
+					return
+				}
+			}
+		}
+		sl.known, sl.current, sl.stored = false, false, nil
+	})
+}
+
+// recordOf returns the record of operations of a stored string.
+func recordOf(stored []byte) string {
+	_, record, _, _ := parts(stored)
+	return record
+}
+
+// lookup returns the string stored at key, nil when there is none: from the
+// server, or from what this process knows while the server cannot be
+// reached, and while writes of this process to key wait in the queue, which
+// the server does not hold yet.
+func (m *Memory) lookup(ctx context.Context, op, key string) ([]byte, error) {
+	lost := m.s.queue && m.s.link.lost.Load()
+	var cause error
+	if !lost {
+		stored, err := m.s.conn.get(ctx, key)
+		switch {
+		case err == nil:
+			if stored, ok := m.seen(key, stored); ok {
+				return stored, nil
+			}
+		case isDecodeError(err) || !offline(ctx, err):
+			return nil, readError(ctx, op, key, err)
+		default:
+			cause = err
+		}
+	}
+	if k, ok, _ := m.s.link.store.recall(key); ok {
+		return k.stored, nil
+	}
+	return nil, errOffline(op, key, cause)
+}
+
+// seen returns what key holds as far as this process knows, given stored,
+// just read from the server (nil: absent): stored, which it remembers,
+// unless writes of this process to key wait in the queue, which apply on
+// top of it. It reports false when that cannot be known.
+func (m *Memory) seen(key string, stored []byte) ([]byte, bool) {
+	if !m.s.link.queue.has(key) {
+		m.s.link.store.rememberRead(key, stored)
+		return stored, true
+	}
+	k, ok := m.s.link.queue.view(key, known{stored: stored})
+	return k.stored, ok
+}
+
+// errOffline is the error of a read, while the server cannot be reached, of
+// a value this process does not know; cause is the error that showed the
+// server unreachable, if the read met one.
+func errOffline(op, key string, cause error) error {
+	if cause == nil {
+		return fmt.Errorf("%w: %s %q: the server is lost and the value not known here", ErrUnavailable, op, key)
+	}
+	return fmt.Errorf("%w: %s %q: not known here: %w", ErrUnavailable, op, key, cause)
+}

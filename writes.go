@@ -1,0 +1,201 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// A put is a last-writer-wins write of a whole value, or a delete, with an
+// expiry that an Expire queued after it merged in.
+type put struct {
+	value  []byte        // the string to store; nil deletes the key
+	stamp  int64         // its last_modified: a newer one on the server wins
+	ttl    time.Duration // > 0: expire after it; 0: keep the key's TTL; < 0: none
+	expiry *expiry
+}
+
+func (p *put) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+	o := op{name: "put", stamp: p.stamp, ttl: p.ttl, args: []any{p.value}}
+	if _, err := o.run(ctx, c, key); err != nil {
+		return err
+	}
+	if p.expiry != nil {
+		return p.expiry.deliver(ctx, c, key, false)
+	}
+	return nil
+}
+
+func (p *put) apply(k known, ok bool) (known, bool) {
+	k = known{p.value, k.expires}
+	switch {
+	case p.value == nil || p.ttl < 0:
+		k.expires = time.Time{}
+	case p.ttl > 0:
+		k.expires = time.Now().Add(p.ttl)
+	case !ok:
+		return k, false // the TTL it keeps is not known
+	}
+	if p.expiry != nil {
+		return p.expiry.apply(k, true)
+	}
+	return k, true
+}
+
+func (p *put) settled() {}
+
+// An expiry is a last-writer-wins Expire: it applies unless the server
+// holds a value newer than the call.
+type expiry struct {
+	deadline time.Time
+	stamp    int64
+}
+
+func (x *expiry) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+	o := op{name: "expire", stamp: x.stamp, args: []any{time.Until(x.deadline).Milliseconds()}}
+	_, err := o.run(ctx, c, key)
+	return err
+}
+
+func (x *expiry) apply(k known, ok bool) (known, bool) {
+	if ok && (k.stored == nil || !x.deadline.After(time.Now())) {
+		return known{}, true
+	}
+	return known{k.stored, x.deadline}, ok
+}
+
+func (x *expiry) settled() {}
+
+// mergeWrites returns the one write that does what last and then next do,
+// when both are last-writer-wins: a put replaces whatever came before it,
+// and an expiry after a put joins it.
+func mergeWrites(last, next write) (write, bool) {
+	switch n := next.(type) {
+	case *put:
+		switch last.(type) {
+		case *put, *expiry:
+			return n, true
+		}
+	case *expiry:
+		switch l := last.(type) {
+		case *put:
+			merged := *l
+			merged.expiry = n
+			return &merged, true
+		case *expiry:
+			return n, true
+		}
+	}
+	return nil, false
+}
+
+// A localChange is what a server-side operation does to a value's JSON
+// text (nil when absent), computed here for a value this process knows: the
+// new text, and the operation's result.
+type localChange func(value []byte) (next, result []byte, err error)
+
+// An opWrite is a change the server applies to its own value of the key,
+// whatever it is then: a list, map or counter operation, with its identity.
+type opWrite struct {
+	op    op
+	store *store
+	key   string
+	local localChange // nil when it cannot be computed here
+}
+
+func (w *opWrite) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+	w.op.low = w.store.lowest(key, w.op.id.seq)
+	_, err := w.op.run(ctx, c, key)
+	return err
+}
+
+func (w *opWrite) apply(k known, ok bool) (known, bool) {
+	if !ok || w.local == nil {
+		return k, false
+	}
+	value, err := valueOf(k.stored)
+	if err != nil {
+		return k, false
+	}
+	next, _, err := w.local(value)
+	if err != nil {
+		return k, true // refused here: it changes nothing
+	}
+	return known{envelope(next, w.op.stamp), expiresAfter(k.expires, w.op.ttl)}, true
+}
+
+func (w *opWrite) settled() { w.store.settle(w.key, w.op.id.seq) }
+
+// expiresAfter returns when a key that expired at expires does once a write
+// gives it ttl: 0 keeps it.
+func expiresAfter(expires time.Time, ttl time.Duration) time.Time {
+	if ttl > 0 {
+		return time.Now().Add(ttl)
+	}
+	return expires
+}
+
+// An updateWrite is an Update replayed on the server's value: a
+// compare-and-set of what fn makes of it, with the Update's identity.
+type updateWrite struct {
+	id    opID
+	store *store
+	key   string
+	ttl   time.Duration
+	fn    localChange
+}
+
+func (w *updateWrite) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+	for range updateAttempts {
+		stored, err := c.get(ctx, key)
+		if err != nil {
+			return err
+		}
+		reply, _, err := w.cas(ctx, c, stored)
+		if errors.Is(err, errUnchanged) {
+			return nil
+		}
+		if err != nil || reply.outcome != conflicted {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %d attempts", ErrConflict, updateAttempts)
+}
+
+// cas applies fn to stored and writes the result, which it returns, if the
+// key still holds stored. An unchanged value writes nothing: it returns
+// errUnchanged.
+func (w *updateWrite) cas(ctx context.Context, c *conn, stored []byte) (opReply, []byte, error) {
+	value, err := valueOf(stored)
+	if err != nil {
+		return opReply{}, nil, &DecodeError{Key: w.key, Err: err}
+	}
+	next, _, err := w.fn(value)
+	if err != nil {
+		return opReply{}, nil, err
+	}
+	o := op{name: "cas", id: w.id, low: w.store.lowest(w.key, w.id.seq), stamp: time.Now().UnixNano(), ttl: w.ttl, args: []any{casToken(stored), next}}
+	reply, err := o.run(ctx, c, w.key)
+	return reply, next, err
+}
+
+func (w *updateWrite) apply(k known, ok bool) (known, bool) {
+	if !ok {
+		return k, false
+	}
+	value, err := valueOf(k.stored)
+	if err != nil {
+		return k, false
+	}
+	next, _, err := w.fn(value)
+	switch {
+	case err == errUnchanged:
+		return k, true
+	case err != nil:
+		return k, false
+	}
+	return known{envelope(next, time.Now().UnixNano()), expiresAfter(k.expires, w.ttl)}, true
+}
+
+func (w *updateWrite) settled() { w.store.settle(w.key, w.id.seq) }
