@@ -84,6 +84,7 @@ func TestConfigErrors(t *testing.T) {
 		{"WithURL", nil, []memory.Option{memory.WithURL("ftp://x")}, []string{"WithURL", "ftp://x"}, ""},
 		{"log level", map[string]string{"MEMORY_LOG_LEVEL": "LOUD"}, nil, []string{"MEMORY_LOG_LEVEL", `"LOUD"`}, ""},
 		{"timeout", nil, []memory.Option{memory.WithTimeout(0)}, []string{"WithTimeout(0s)"}, ""},
+		{"close timeout", nil, []memory.Option{memory.WithCloseTimeout(-time.Second)}, []string{"WithCloseTimeout(-1s)"}, ""},
 		{"ttl", nil, []memory.Option{memory.WithDefaultTTL(-time.Second)}, []string{"WithDefaultTTL(-1s)"}, ""},
 		{"env file", nil, []memory.Option{memory.WithEnvFile(missing)}, []string{"WithEnvFile", missing}, ""},
 	}

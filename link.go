@@ -2,9 +2,9 @@ package memory
 
 import (
 	"context"
-	"errors"
 	"crypto/rand"
 	"encoding/base32"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +34,8 @@ type link struct {
 	// lost says that writes go to the queue, and reads to the store,
 	// without trying the server. Only the flusher clears it.
 	lost atomic.Bool
+
+	deliveries sync.WaitGroup // the flusher's deliveries under way
 
 	mu   sync.Mutex         // guards the fields below
 	refs int                // Memory values returned by New over client
@@ -80,8 +82,10 @@ func (l *link) begin(key string) (opID, uint64) {
 }
 
 // release counts one user of l less; the last one stops the flusher and
-// forgets l.
-func (l *link) release() {
+// forgets l. It returns a function that waits up to d for the flusher, and
+// the deliveries it had under way, to end: each ends with its round trip,
+// which closing the client cuts short.
+func (l *link) release() (wait func(d time.Duration)) {
 	links.Lock()
 	l.mu.Lock()
 	l.refs--
@@ -95,8 +99,24 @@ func (l *link) release() {
 	}
 	l.mu.Unlock()
 	links.Unlock()
-	if last && done != nil {
-		<-done
+	if !last {
+		return func(time.Duration) {}
+	}
+	return func(d time.Duration) {
+		ended := make(chan struct{})
+		go func() {
+			if done != nil {
+				<-done
+			}
+			l.deliveries.Wait()
+			close(ended)
+		}()
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ended:
+		case <-t.C:
+		}
 	}
 }
 
@@ -121,8 +141,6 @@ func (l *link) enqueue(entries ...*entry) error {
 // or ctx ends.
 func (l *link) flusher(ctx context.Context, done chan struct{}) {
 	defer close(done)
-	var deliveries sync.WaitGroup
-	defer deliveries.Wait()
 	pause := probeMin
 	for {
 		if l.lost.Load() {
@@ -149,7 +167,7 @@ func (l *link) flusher(ctx context.Context, done chan struct{}) {
 			return
 		}
 		for _, ln := range start {
-			deliveries.Go(func() {
+			l.deliveries.Go(func() {
 				if err := l.queue.deliver(ctx, ln); err != nil && ctx.Err() == nil {
 					l.probeAfter(ctx, ln, err)
 				}

@@ -394,6 +394,11 @@ const (
 	closeRetryMax = time.Second
 )
 
+// closeLinger is how long Close waits, past its budget, for deliveries
+// under way on a client it does not close: any that go on end with their
+// attempt.
+const closeLinger = 100 * time.Millisecond
+
 // sleepCtx waits for d, and reports false if ctx ended first.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -438,9 +443,10 @@ func (m *Memory) Close() error {
 		}
 	}
 	err = errors.Join(err, m.s.acct.reportDrops())
-	m.s.link.release()
+	wait := m.s.link.release()
 	if m.s.ownsClient {
 		err = errors.Join(err, m.s.client.Close())
 	}
+	wait(closeLinger)
 	return err
 }

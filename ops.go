@@ -39,11 +39,11 @@ func (id opID) String() string {
 // An op is one call of the script: an operation on a key, with its
 // identity, and its own arguments.
 type op struct {
-	name  string // "append", "incr", "cas", "put", ...
-	id    opID   // zero for put and expire
-	low   uint64 // the lowest seq of the writer's unsettled operations on the key
-	stamp int64  // last_modified
-	ttl   time.Duration
+	name  string        // "append", "incr", "cas", "put", ...
+	id    opID          // zero for put and expire
+	low   uint64        // the lowest seq of the writer's unsettled operations on the key
+	stamp int64         // last_modified
+	ttl   time.Duration // > 0: give the key this TTL; 0: keep the key's; < 0: none
 	args  []any
 }
 
@@ -78,8 +78,12 @@ func (o *op) run(ctx context.Context, c *conn, key string) (opReply, error) {
 }
 
 func (o *op) argv() []any {
+	ttl := "-1" // none
+	if o.ttl >= 0 {
+		ttl = strconv.FormatInt(max(o.ttl.Milliseconds(), min(int64(o.ttl), 1)), 10) // 0 keeps the key's
+	}
 	return append([]any{o.name, o.id.String(), strconv.FormatUint(o.low, 10),
-		strconv.FormatInt(o.stamp, 10), strconv.FormatInt(o.ttl.Milliseconds(), 10)}, o.args...)
+		strconv.FormatInt(o.stamp, 10), ttl}, o.args...)
 }
 
 func (o *op) reply(key string, cmd *redis.Cmd) (opReply, error) {

@@ -153,10 +153,15 @@ func (m *Memory) update(ctx context.Context, key string, change localChange) err
 		case <-pause.C:
 		}
 		if stored, err = m.s.conn.get(ctx, key); err != nil {
-			w.settled()
-			if ctx.Err() != nil {
+			switch {
+			case !isDecodeError(err) && m.unknown(ctx, err):
+				m.s.link.failed(m.s.acct, err)
+				return m.queueUpdate(key, w, true)
+			case ctx.Err() != nil:
+				w.settled()
 				return fmt.Errorf("%w: update %q: %w", ErrConflict, key, ctx.Err())
 			}
+			w.settled()
 			return readError(ctx, "update", key, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,26 +66,6 @@ func BenchmarkUpdate(b *testing.B) {
 	)
 }
 
-// BenchmarkAppend appends to a list of up to 100 strings, which is cleared
-// every 100 appends (the clearing is part of the time, one op in a hundred).
-func BenchmarkAppend(b *testing.B) {
-	m, client := benchSetup(b)
-	list := memory.ListOf[string](m, "log")
-	envelope, _ := json.Marshal(anyEnvelope{[]string{"message"}, time.Now().UnixNano()})
-	appends := 0
-	compare(b,
-		variant{"memory", func() error {
-			if appends++; appends%100 == 0 {
-				if err := list.Clear(ctx); err != nil {
-					return err
-				}
-			}
-			return list.Append(ctx, "message")
-		}},
-		variant{"raw-set", func() error { return client.Set(ctx, "memory:other", envelope, 0).Err() }},
-	)
-}
-
 // BenchmarkUpdateContended increments one counter from 8 and from 64
 // goroutines at once; ns/op is the inverse of the total throughput.
 func BenchmarkUpdateContended(b *testing.B) {
@@ -114,4 +95,47 @@ func BenchmarkUpdateContended(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkIncrContended increments one counter from 8 goroutines at once,
+// with Incr and with Update, in paired rounds of 100 increments per
+// goroutine: Incr runs on the server and never conflicts, Update is a
+// compare-and-set that retries.
+func BenchmarkIncrContended(b *testing.B) {
+	m, _ := benchSetup(b)
+	const goroutines, each = 8, 100
+	round := func(inc func() error) (time.Duration, error) {
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, goroutines)
+		for range goroutines {
+			wg.Go(func() {
+				for range each {
+					if err := inc(); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		return time.Since(start), <-errs
+	}
+	var incr, update time.Duration
+	for b.Loop() {
+		d, err := round(func() error { _, err := m.Incr(ctx, "incrs", 1); return err })
+		if err != nil {
+			b.Fatal(err)
+		}
+		incr += d
+		if d, err = round(func() error { return memory.Update(ctx, m, "updates", increment) }); err != nil {
+			b.Fatal(err)
+		}
+		update += d
+	}
+	ops := float64(b.N * goroutines * each)
+	b.ReportMetric(ops/incr.Seconds(), "incr-ops/s")
+	b.ReportMetric(ops/update.Seconds(), "update-ops/s")
+	b.ReportMetric(float64(update)/float64(incr), "incr-throughput/update")
 }

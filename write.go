@@ -111,10 +111,16 @@ func (m *Memory) edit(ctx context.Context, opName, key string, o op, local local
 }
 
 // learn records what key holds after w applied on the server, as reply
-// says: what this process knew, changed as w changes it, if it knew the
-// value the server changed, and otherwise nothing.
+// says: the sum an increment returned; or what this process knew, changed
+// as w changes it, if it knew the value the server changed; and otherwise
+// nothing.
 func (m *Memory) learn(key string, w *opWrite, reply opReply) {
 	m.s.link.store.with(key, func(sl *slot) {
+		if reply.outcome == applied && w.op.name == "incr" {
+			sl.known, sl.current, sl.stored = true, true, envelopeWith(reply.result, reply.record, reply.stamp)
+			sl.expires = expiresAfter(sl.expires, w.op.ttl)
+			return
+		}
 		if reply.outcome == applied && sl.known && sl.current && w.local != nil && recordOf(sl.stored) == reply.before {
 			if value, err := valueOf(sl.stored); err == nil {
 				if next, _, err := w.local(value); err == nil {
