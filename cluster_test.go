@@ -138,7 +138,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("ACL tenant", func(t *testing.T) {
 		args := []any{"ACL", "SETUSER", "acltenant"}
-		for _, rule := range strings.Fields(tenantACL + " +cluster|slots") {
+		for _, rule := range append(tenantACL(t), "+cluster|slots") {
 			args = append(args, rule)
 		}
 		args = append(args, "on", ">pw", "~acl:*")
