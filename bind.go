@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"encoding"
 	"encoding/json"
@@ -303,7 +304,7 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 	if len(saved) == 0 {
 		return nil
 	}
-	newPut := func(j int) *put { return &put{value: values[j], stamp: now, ttl: m.s.ttlArg()} }
+	newPut := func(j int) *put { return &put{value: values[j], stamp: now, ttl: cmp.Or(m.s.ttl, -1)} }
 	direct := true
 	for _, i := range saved {
 		direct = direct && m.direct(keys[i])

@@ -53,6 +53,14 @@ type config struct {
 // WithClient makes the Memory use client, which stays the caller's: Close
 // does not close it, and New sends nothing through it. Any number of Memory
 // values can share one client.
+//
+// The Memory's timeout bounds a round trip on such a client only if the
+// client has ContextTimeoutEnabled set: otherwise a server that does not
+// answer holds an operation until the client's ReadTimeout (3s by default).
+// New logs a warning for a client without it. Its ReadTimeout and
+// WriteTimeout also cap the queue's later, longer attempts of a write that
+// timed out; and the library's writes are never resent by the client,
+// whatever its MaxRetries.
 func WithClient(client redis.UniversalClient) Option {
 	return func(c *config) { c.client = client }
 }

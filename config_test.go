@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -341,4 +342,21 @@ func TestEnvFileBrokenEntry(t *testing.T) {
 			require.Contains(t, err.Error(), fmt.Sprintf("entry %q", tt.entry))
 		})
 	}
+}
+
+func TestWithClientWithoutContextTimeout(t *testing.T) {
+	addr := miniredisAddr(t)
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	for _, enabled := range []bool{true, false} {
+		client := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: enabled})
+		defer client.Close()
+		for range 2 {
+			m, err := memory.New(ctx, memory.WithClient(client), memory.WithLogger(logger))
+			require.NoError(t, err)
+			defer m.Close()
+		}
+	}
+	require.Equal(t, 1, strings.Count(logs.String(), "ContextTimeoutEnabled is false"),
+		"one warning, for the client without it, however many Memory values use it: %s", logs.String())
 }

@@ -32,6 +32,14 @@ func (c *conn) write(ctx context.Context, args ...any) *redis.Cmd {
 	return cmd
 }
 
+// read sends the read command args within the timeout, retried as the
+// client retries commands.
+func (c *conn) read(ctx context.Context, args ...any) *redis.Cmd {
+	cmd := redis.NewCmd(ctx, args...)
+	_ = c.client.Process(c.clock.bound(ctx), cmd)
+	return cmd
+}
+
 // get returns the string stored at key, nil when there is none. A key that
 // is not a string gives a *DecodeError.
 func (c *conn) get(ctx context.Context, key string) ([]byte, error) {

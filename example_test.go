@@ -40,7 +40,12 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer m.Close()
+	// Close says how many queued writes it could not deliver: check it.
+	defer func() {
+		if err := m.Close(); err != nil {
+			log.Print(err)
+		}
+	}()
 	if err := m.Set(ctx, "answer", 42); err != nil {
 		log.Fatal(err)
 	}
@@ -208,6 +213,79 @@ func ExampleUpdate() {
 	fmt.Printf("%+v\n", u)
 	// Output:
 	// {Name:ada Age:31}
+}
+
+// Update sees the zero value for an absent name: to start from a default
+// only where there is no value yet, SetIfAbsent first.
+func ExampleMemory_SetIfAbsent() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	m := open(srv, "memory:")
+	defer m.Close()
+
+	type Settings struct {
+		Theme  string  `json:"theme"`
+		Volume float64 `json:"volume"`
+	}
+	created, err := m.SetIfAbsent(ctx, "settings", Settings{Theme: "light", Volume: 0.5})
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = memory.Update(ctx, m, "settings", func(s *Settings) error {
+		s.Volume += 0.25
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	again, _ := m.SetIfAbsent(ctx, "settings", Settings{Theme: "dark"}) // already there: not written
+	s, _ := memory.GetAs[Settings](ctx, m, "settings")
+	fmt.Println(created, again, s)
+	// Output:
+	// true false {light 0.75}
+}
+
+func ExampleMemory_Incr() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	m := open(srv, "memory:")
+	defer m.Close()
+
+	// On the server, in one round trip: concurrent increments never
+	// conflict, and each applies once, even when its reply is lost.
+	m.Incr(ctx, "visits", 1)
+	visits, err := m.Incr(ctx, "visits", 2)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(visits)
+	// Output:
+	// 3
+}
+
+func ExampleMemory_Scopes() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	m := open(srv, "myapp:")
+	defer m.Close()
+
+	for _, tenant := range []string{"acme", "globex"} {
+		scope, err := m.Scope(tenant) // the safe way to build a namespace from an id
+		if err != nil {
+			log.Fatal(err)
+		}
+		scope.Set(ctx, "plan", "gold")
+	}
+	_, err := m.Scope("acme:evil")
+	fmt.Println(errors.Is(err, memory.ErrInvalidName))
+	scopes, _ := m.Scopes(ctx)
+	fmt.Println(scopes)
+	// Output:
+	// true
+	// [acme globex]
 }
 
 func ExampleListOf() {

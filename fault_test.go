@@ -1192,3 +1192,25 @@ func TestFaultDroppedAtDelivery(t *testing.T) {
 		require.JSONEq(t, `"fine"`, storedValue(t, raw, faultPrefix+"other"))
 	})
 }
+
+// TestFaultSetIfAbsentLostReply loses the reply of a SetIfAbsent that the
+// server applied: asked again at once, the server tells the call's own
+// write by its bytes, and the call reports that it wrote.
+func TestFaultSetIfAbsentLostReply(t *testing.T) {
+	srv := redisserver.Start(t)
+	proxy := faultproxy.Start(t, srv.Addr)
+	m := faultMemory(t, faultClient(t, proxy.Addr()))
+	require.NoError(t, m.Set(ctx, "warm", 1)) // the connection's handshake is done
+
+	proxy.ResetNextReplies(1)
+	ok, err := m.SetIfAbsent(ctx, "lock", "mine")
+	require.Equal(t, 1, proxy.Stats().RepliesReset, "the reply was lost")
+	require.NoError(t, err)
+	require.True(t, ok, "it did write")
+	require.JSONEq(t, `"mine"`, storedValue(t, adminClient(t, srv.Addr), "fault:lock"))
+
+	ok, err = m.SetIfAbsent(ctx, "lock", "again")
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, m.Close())
+}

@@ -49,12 +49,12 @@ var links = struct {
 }{m: map[redis.UniversalClient]*link{}}
 
 // linkFor returns the link of client, made on its first use, and counts one
-// more user of it.
-func linkFor(client redis.UniversalClient) *link {
+// more user of it. first reports whether this use is the first.
+func linkFor(client redis.UniversalClient) (l *link, first bool) {
 	links.Lock()
 	defer links.Unlock()
-	l := links.m[client]
-	if l == nil {
+	l = links.m[client]
+	if first = l == nil; first {
 		s := newStore()
 		l = &link{client: client, writer: newWriter(), store: s, queue: newQueue(s)}
 		links.m[client] = l
@@ -62,7 +62,7 @@ func linkFor(client redis.UniversalClient) *link {
 	l.mu.Lock()
 	l.refs++
 	l.mu.Unlock()
-	return l
+	return l, first
 }
 
 // newWriter returns a random identity, unique among the writers of any

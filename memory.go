@@ -14,15 +14,27 @@
 // A Memory is safe for concurrent use. Scope derives a child namespace, and
 // any number of Memory values, one per tenant say, can share one client.
 //
-// Every round trip to the server is bounded by the Memory's timeout
-// (WithTimeout), the client's waits and retries included. Most operations
-// are one round trip; Keys and Clear take one per page of keys, and Update
-// one or two per attempt. When the server cannot be reached, errors wrap ErrUnavailable; a name with no value
-// gives ErrNotFound; stored data that cannot be read gives a *DecodeError, and
-// a value JSON cannot carry an *EncodeError.
+// Each round trip to the server ends by the Memory's timeout (WithTimeout,
+// 500ms by default), the client's waits and retries included: most
+// operations are one round trip, while Keys, Walk, Clear and Dump take one
+// per page of keys, and the timeout does not bound decoding what was read.
+// On a client of one's own (WithClient), the timeout holds only with the
+// client's ContextTimeoutEnabled set.
+//
+// A write that returned nil is applied on the server exactly once, while
+// the process lives: when the server cannot be reached, or does not reply
+// in time, writes are queued and delivered once it is back (see Flush and
+// Close), and list, map and counter changes carry identities that the
+// server records, so that one sent again is never applied twice. The file
+// docs/guarantees.md of the repository says exactly what holds.
+//
+// When the server cannot be reached, errors wrap ErrUnavailable; a name
+// with no value gives ErrNotFound; stored data that cannot be read gives a
+// *DecodeError, and a value JSON cannot carry an *EncodeError.
 package memory
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,7 +102,11 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 			return nil, err
 		}
 	}
-	s.link = linkFor(s.client)
+	var first bool
+	s.link, first = linkFor(s.client)
+	if first && !s.ownsClient && !contextTimeoutEnabled(s.client) {
+		s.log.Warn("memory: the client does not hold to its contexts' deadlines (ContextTimeoutEnabled is false): a server that does not answer holds an operation until the client's ReadTimeout, not the Memory's timeout")
+	}
 	s.acct = &account{conn: s.conn, log: s.log, maxPending: c.maxPending}
 	s.log.Debug("memory: ready", "prefix", c.prefix, "shared_client", !s.ownsClient)
 	return &Memory{prefix: c.prefix, s: s, root: true}, nil
@@ -116,13 +132,18 @@ func (s *shared) probe(ctx context.Context, addr string) error {
 	return fmt.Errorf("memory: connect to %s: %w", addr, err)
 }
 
-// ttlArg returns the TTL a whole write gives its key: the default TTL, or
-// none (-1).
-func (s *shared) ttlArg() time.Duration {
-	if s.ttl > 0 {
-		return s.ttl
+// contextTimeoutEnabled reports whether client takes its socket deadlines
+// from the contexts of commands, as far as its type tells.
+func contextTimeoutEnabled(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
 	}
-	return -1
+	return true
 }
 
 // offline reports whether an operation under ctx met err because the server
@@ -157,26 +178,86 @@ func (m *Memory) Prefix() string { return m.prefix }
 func (m *Memory) Client() redis.UniversalClient { return m.s.client }
 
 // Set stores value, encoded as JSON, under name. With WithDefaultTTL the key
-// expires after that TTL. While the server cannot be reached, or does not
-// reply in time, the write is queued (see Flush), and applies, last writer
-// wins, once the server is back.
+// expires after that TTL, and otherwise never. While the server cannot be
+// reached, or does not reply in time, the write is queued (see Flush), and
+// applies, last writer wins, once the server is back.
 func (m *Memory) Set(ctx context.Context, name string, value any) error {
-	key, err := m.key("set", name)
+	return m.set(ctx, "set", name, value, m.s.ttl)
+}
+
+// set is Set with ttl, none when 0.
+func (m *Memory) set(ctx context.Context, op, name string, value any, ttl time.Duration) error {
+	key, stored, stamp, err := m.encode(op, name, value)
 	if err != nil {
 		return err
 	}
-	now := time.Now().UnixNano()
-	stored, err := encode(name, value, now)
-	if err != nil {
-		return err
-	}
-	p := &put{value: stored, stamp: now, ttl: m.s.ttlArg()}
-	return m.replace(ctx, "set", key, p, func(ctx context.Context) error {
-		if m.s.ttl > 0 {
-			return m.s.conn.write(ctx, "set", key, stored, "px", m.s.ttl.Milliseconds()).Err()
-		}
-		return m.s.conn.write(ctx, "set", key, stored).Err()
+	p := &put{value: stored, stamp: stamp, ttl: cmp.Or(ttl, -1)}
+	return m.replace(ctx, op, key, p, func(ctx context.Context) error {
+		return m.s.conn.write(ctx, setArgs(key, stored, ttl)...).Err()
 	})
+}
+
+// encode checks that m is open and name valid for op, and returns the key
+// of name and the envelope of value stamped now, with the stamp.
+func (m *Memory) encode(op, name string, value any) (key string, stored []byte, stamp int64, err error) {
+	if key, err = m.key(op, name); err != nil {
+		return "", nil, 0, err
+	}
+	stamp = time.Now().UnixNano()
+	stored, err = encode(name, value, stamp)
+	return key, stored, stamp, err
+}
+
+// setArgs returns the SET command of stored at key, expiring after ttl
+// when not 0, followed by extra options.
+func setArgs(key string, stored []byte, ttl time.Duration, extra ...any) []any {
+	args := append([]any{"set", key, stored}, extra...)
+	if ttl > 0 {
+		args = append(args, "px", max(ttl.Milliseconds(), 1))
+	}
+	return args
+}
+
+// SetIfAbsent stores value under name, as Set does, only if name has no
+// value, and reports whether it did: a SET NX, atomic on the server. It
+// needs the server: while the server cannot be reached, or this process
+// still has writes to name queued, it returns an error wrapping
+// ErrUnavailable and writes nothing.
+//
+// If the connection breaks before the reply, SetIfAbsent asks again at once
+// and tells its own write apart from another writer's by its bytes. A call
+// that timed out returns an error wrapping ErrUnavailable, and may still
+// have written.
+//
+// Update sees the zero value for an absent name: SetIfAbsent, then Update,
+// creates a value only where there is none and changes it atomically.
+func (m *Memory) SetIfAbsent(ctx context.Context, name string, value any) (bool, error) {
+	key, stored, stamp, err := m.encode("set if absent", name, value)
+	if err != nil {
+		return false, err
+	}
+	if !m.direct(key) {
+		return false, fmt.Errorf("%w: set if absent %q: it needs the server, and this process's writes to it wait in the queue", ErrUnavailable, key)
+	}
+	err = m.s.conn.write(ctx, setArgs(key, stored, m.s.ttl, "nx")...).Err()
+	wrote := err == nil
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil && dropped(err) && ctx.Err() == nil {
+		o := op{name: "setnx", stamp: stamp, ttl: cmp.Or(m.s.ttl, -1), args: []any{stored}}
+		var reply opReply
+		reply, err = o.run(ctx, m.s.conn, key)
+		wrote = err == nil && reply.outcome != conflicted
+	}
+	if err != nil {
+		return false, readError(ctx, "set if absent", key, err)
+	}
+	if wrote {
+		k, _ := (&put{value: stored, ttl: cmp.Or(m.s.ttl, -1)}).apply(known{}, true)
+		m.s.link.store.remember(key, k.stored, k.expires, true)
+	}
+	return wrote, nil
 }
 
 // Get decodes the value of name into dst, a non-nil pointer, as
@@ -238,35 +319,6 @@ func (m *Memory) Delete(ctx context.Context, name string) error {
 	return m.replace(ctx, "delete", key, p, func(ctx context.Context) error {
 		return m.s.conn.write(ctx, "del", key).Err()
 	})
-}
-
-// Expire makes name expire after ttl, as PEXPIRE does: a ttl of zero or less
-// removes it at once. It returns an error wrapping ErrNotFound when name has
-// no value. While the server cannot be reached, the expiry is queued, and
-// applied once the server is back if name then has a value no newer than
-// the call: a value another writer set since is left alone.
-func (m *Memory) Expire(ctx context.Context, name string, ttl time.Duration) error {
-	key, err := m.key("expire", name)
-	if err != nil {
-		return err
-	}
-	x := &expiry{deadline: time.Now().Add(ttl), stamp: time.Now().UnixNano()}
-	if m.direct(key) {
-		n, err := m.s.conn.write(ctx, "pexpire", key, ttl.Milliseconds()).Int()
-		switch {
-		case err == nil && n == 0:
-			return fmt.Errorf("%w: expire %q", ErrNotFound, key)
-		case err == nil:
-			m.s.link.store.expire(key, x.deadline)
-			return nil
-		case !m.unknown(ctx, err):
-			return opError(ctx, "expire", key, err)
-		}
-		m.s.link.failed(m.s.acct, err)
-	} else if k, ok, _ := m.s.link.store.recall(key); ok && k.stored == nil {
-		return fmt.Errorf("%w: expire %q", ErrNotFound, key)
-	}
-	return m.enqueue(key, x, true)
 }
 
 // Incr adds delta to the integer stored under name, atomically on the

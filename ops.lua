@@ -27,9 +27,10 @@
 -- value the operation can change), RANGE (an index or a number out of
 -- range), EMPTY (pop of an empty list).
 --
--- Two operations are last-writer-wins instead, and carry no identity: put
--- and expire, which the offline queue delivers. They reply 1 when they
+-- Some operations carry no identity. put, expire and persist are
+-- last-writer-wins, for the offline queue: put and expire reply 1 when they
 -- changed the key, 0 when it holds a newer value, or already this one.
+-- setnx tells its own write by its bytes.
 --
 -- The script is run on every call from the top: what only some operations
 -- need is made in their branch, so that the others do not pay for it.
@@ -615,6 +616,28 @@ local function run()
 		end
 		set(value)
 		return 1
+	elseif op == 'setnx' then
+		-- ARGV[6]: the string to store, if the key has none. Replies 1
+		-- when it stored it, 2 when the key holds that very string
+		-- already (a send before stored it), 0 when it holds another.
+		local s = get()
+		if not s then
+			set(ARGV[6])
+			return 1
+		end
+		return s == ARGV[6] and 2 or 0
+	elseif op == 'persist' then
+		-- Removes the key's TTL, unless the key holds a strictly newer
+		-- last_modified than the call. Replies 1 when it did, 2 when it
+		-- left a newer value alone, 0 when the key is absent.
+		local n = held()
+		if not n then
+			return 0
+		elseif greater(n, stamp) then
+			return 2
+		end
+		redis.call('PERSIST', key)
+		return 1
 	elseif op == 'expire' then
 		-- ARGV[6]: the TTL in milliseconds, as PEXPIRE takes it; unless the
 		-- key holds a strictly newer last_modified than the expiry's.
@@ -627,7 +650,7 @@ local function run()
 	return redis.error_reply('ERR memory: unknown operation ' .. op)
 end
 
-if not writer and op ~= 'put' and op ~= 'expire' then
+if not writer and op ~= 'put' and op ~= 'expire' and op ~= 'persist' and op ~= 'setnx' then
 	return redis.error_reply('ERR memory: operation ' .. op .. ' without an identity: ' .. id)
 end
 local ok, reply = pcall(run)

@@ -21,14 +21,32 @@ const scanBatch = 1000
 // are not valid names. On a cluster it scans every master. While the server
 // cannot be reached, it returns an error wrapping ErrUnavailable.
 func (m *Memory) Keys(ctx context.Context) ([]string, error) {
+	return m.collect(ctx, "keys", func(rest string) (string, bool) {
+		return rest, nameFault(rest) == ""
+	})
+}
+
+// Scopes returns the sorted parts p of the direct child scopes, Scope(p),
+// that hold keys, at any depth below them. It reads key names only, as Keys
+// does.
+func (m *Memory) Scopes(ctx context.Context) ([]string, error) {
+	return m.collect(ctx, "scopes", func(rest string) (string, bool) {
+		part, _, nested := strings.Cut(rest, string(separator))
+		return part, nested && nameFault(part) == ""
+	})
+}
+
+// collect scans the keys under the prefix, and returns, sorted and without
+// repeats, what pick makes of each key less the prefix, when it keeps it.
+func (m *Memory) collect(ctx context.Context, op string, pick func(rest string) (string, bool)) ([]string, error) {
 	var mu sync.Mutex
-	names := []string{}
-	err := m.scan(ctx, "keys", func(_ redis.Cmdable, keys []string) error {
+	picked := []string{}
+	err := m.scan(ctx, op, func(_ redis.Cmdable, keys []string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, key := range keys {
-			if name := key[len(m.prefix):]; nameFault(name) == "" {
-				names = append(names, name)
+			if p, ok := pick(key[len(m.prefix):]); ok {
+				picked = append(picked, p)
 			}
 		}
 		return nil
@@ -36,8 +54,8 @@ func (m *Memory) Keys(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.Sort(names)
-	return slices.Compact(names), nil // SCAN may return a key twice
+	slices.Sort(picked)
+	return slices.Compact(picked), nil // SCAN may return a key twice
 }
 
 // Walk returns an iterator over every key under the prefix, less the

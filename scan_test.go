@@ -68,3 +68,27 @@ func requireWalkError(t *testing.T, m *memory.Memory, target error) {
 	require.Len(t, errs, 1)
 	require.ErrorIs(t, errs[0], target)
 }
+
+func TestScopes(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		m := newMemory(t, addr)
+		raw := rawClient(t, addr)
+		for _, key := range []string{"test:name", "test:conv_1:topic", "test:conv_1:deep:x", "test:conv_2:a", "test:odd part:x", "tests:x:y", "test:conv_3:"} {
+			require.NoError(t, raw.Set(ctx, key, "1", 0).Err())
+		}
+		scopes, err := m.Scopes(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"conv_1", "conv_2", "conv_3"}, scopes, "direct children with keys; parts that break the name rules left out")
+		conv1, err := m.Scope("conv_1")
+		require.NoError(t, err)
+		scopes, err = conv1.Scopes(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"deep"}, scopes)
+		empty, err := m.Scope("none")
+		require.NoError(t, err)
+		scopes, err = empty.Scopes(ctx)
+		require.NoError(t, err)
+		require.Empty(t, scopes)
+		require.NotNil(t, scopes)
+	})
+}

@@ -45,21 +45,24 @@ func (p *put) apply(k known, ok bool) (known, bool) {
 
 func (p *put) settled() {}
 
-// An expiry is a last-writer-wins Expire: it applies unless the server
-// holds a value newer than the call.
+// An expiry is a last-writer-wins Expire, or Persist: it applies unless the
+// server holds a value newer than the call.
 type expiry struct {
-	deadline time.Time
+	deadline time.Time // zero: none, as Persist makes it
 	stamp    int64
 }
 
 func (x *expiry) deliver(ctx context.Context, c *conn, key string, _ bool) error {
-	o := op{name: "expire", stamp: x.stamp, args: []any{time.Until(x.deadline).Milliseconds()}}
+	o := op{name: "persist", stamp: x.stamp}
+	if !x.deadline.IsZero() {
+		o = op{name: "expire", stamp: x.stamp, args: []any{time.Until(x.deadline).Milliseconds()}}
+	}
 	_, err := o.run(ctx, c, key)
 	return err
 }
 
 func (x *expiry) apply(k known, ok bool) (known, bool) {
-	if ok && (k.stored == nil || !x.deadline.After(time.Now())) {
+	if ok && (k.stored == nil || !x.deadline.IsZero() && !x.deadline.After(time.Now())) {
 		return known{}, true
 	}
 	return known{k.stored, x.deadline}, ok
