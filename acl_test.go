@@ -13,16 +13,16 @@ import (
 	"github.com/redis-memory/memory/internal/redisserver"
 )
 
-// tenantACL returns the rules of the README's ACL line for a tenant user,
+// tenantACL returns the rules of the documented ACL line for a tenant user,
 // less the user, its password and its key pattern, which the tests choose:
 // the tests run with exactly the line users are told to use.
 func tenantACL(t *testing.T) []string {
 	t.Helper()
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("docs/clusters.md")
 	require.NoError(t, err)
 	const line = "ACL SETUSER tenant1 on >secret1 resetkeys ~tenant1:* "
 	i := strings.Index(string(readme), line)
-	require.GreaterOrEqual(t, i, 0, "README holds the tenant ACL line")
+	require.GreaterOrEqual(t, i, 0, "docs/clusters.md holds the tenant ACL line")
 	rules, _, _ := strings.Cut(string(readme)[i+len(line):], "\n")
 	return append([]string{"resetkeys"}, strings.Fields(rules)...)
 }

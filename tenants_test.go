@@ -33,7 +33,7 @@ func TestTenThousandTenants(t *testing.T) {
 	t.Logf("one Memory per tenant: %d bytes of heap, %d goroutines more for %d tenants",
 		perTenant, runtime.NumGoroutine()-goroutines, tenants)
 	require.Less(t, perTenant, uint64(2048))
-	require.Equal(t, goroutines, runtime.NumGoroutine(), "a Memory starts no goroutine")
+	require.LessOrEqual(t, runtime.NumGoroutine(), goroutines, "a Memory starts no goroutine (one of an earlier test may end meanwhile)")
 	require.Zero(t, client.PoolStats().TotalConns, "and opens no connection")
 
 	var wg sync.WaitGroup

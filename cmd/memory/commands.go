@@ -27,16 +27,29 @@ type document struct {
 }
 
 func keys(ctx context.Context, c *cli, _ []string) error {
+	if c.opts.scopes {
+		scopes, err := c.mem.Scopes(ctx)
+		if err != nil {
+			return err
+		}
+		return c.report(scopes, func() {
+			for _, s := range scopes {
+				fmt.Fprintln(c.stdout, s)
+			}
+		})
+	}
 	names, err := c.mem.Keys(ctx)
 	if err != nil {
 		return err
 	}
 	// One round trip reads every value and TTL; a value gone since Keys
 	// listed it, or one that is not a string, shows as "?".
-	cmds, err := c.mem.Client().Pipelined(ctx, func(p redis.Pipeliner) error {
+	bctx, cancel := c.bounded(ctx)
+	defer cancel()
+	cmds, err := c.mem.Client().Pipelined(bctx, func(p redis.Pipeliner) error {
 		for _, name := range names {
-			p.Get(ctx, c.mem.Prefix()+name)
-			p.PTTL(ctx, c.mem.Prefix()+name)
+			p.Get(bctx, c.mem.Prefix()+name)
+			p.PTTL(bctx, c.mem.Prefix()+name)
 		}
 		return nil
 	})
@@ -57,19 +70,24 @@ func keys(ctx context.Context, c *cli, _ []string) error {
 			rows[i].TTLms = ttl.Milliseconds()
 		}
 	}
-	if c.opts.json {
-		return json.NewEncoder(c.stdout).Encode(rows)
-	}
-	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tTYPE\tTTL")
-	for _, r := range rows {
-		ttl := "-"
-		if r.TTLms >= 0 {
-			ttl = (time.Duration(r.TTLms) * time.Millisecond).Round(time.Second).String()
+	return c.report(rows, func() {
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "NAME\tTYPE\tTTL")
+		for _, r := range rows {
+			ttl := "-"
+			if r.TTLms >= 0 {
+				ttl = (time.Duration(r.TTLms) * time.Millisecond).Round(time.Second).String()
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\n", r.Name, r.Type, ttl)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\n", r.Name, r.Type, ttl)
-	}
-	return w.Flush()
+		w.Flush()
+	})
+}
+
+// bounded returns ctx bounded by the --timeout, for a round trip the tool
+// makes on the client itself.
+func (c *cli) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.opts.timeout)
 }
 
 // jsonType names the JSON type of value, "?" for a value it cannot read.
@@ -94,57 +112,82 @@ func jsonType(value json.RawMessage) string {
 
 func get(ctx context.Context, c *cli, args []string) error {
 	name := args[0]
-	record, stored, err := c.record(ctx, name)
-	if err != nil {
-		return err
-	}
-	if stored == nil {
-		return fmt.Errorf("%w: %q", memory.ErrNotFound, c.mem.Prefix()+name)
-	}
+	stored, err := c.stored(ctx, name)
 	switch {
-	case c.opts.raw:
-		_, err = fmt.Fprintf(c.stdout, "%s\n", stored)
-	case c.opts.json:
-		err = json.NewEncoder(c.stdout).Encode(struct {
-			Name string `json:"name"`
-			memory.Record
-		}{name, record})
-	default:
-		var pretty bytes.Buffer
-		if err := json.Indent(&pretty, record.Value, "", "  "); err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(c.stdout, pretty.String())
-	}
-	return err
-}
-
-// record returns the record of name and the string stored at its key, nil
-// when there is none.
-func (c *cli) record(ctx context.Context, name string) (memory.Record, []byte, error) {
-	if _, err := c.mem.Has(ctx, name); err != nil { // checks the name
-		return memory.Record{}, nil, err
-	}
-	key := c.mem.Prefix() + name
-	stored, err := c.mem.Client().Get(ctx, key).Bytes()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return memory.Record{}, nil, nil
 	case err != nil:
-		return memory.Record{}, nil, fmt.Errorf("memory: get %q: %w", key, err)
+		return err
+	case stored == nil:
+		return fmt.Errorf("%w: %q", memory.ErrNotFound, c.mem.Prefix()+name)
+	case c.opts.raw: // readable or not
+		_, err = fmt.Fprintf(c.stdout, "%s\n", stored)
+		return err
 	}
 	record, err := memory.RecordOf(stored)
 	if err != nil {
-		return memory.Record{}, nil, &memory.DecodeError{Key: key, Err: err}
+		return &memory.DecodeError{Key: c.mem.Prefix() + name, Err: fmt.Errorf("%w (--raw shows the stored string)", err)}
 	}
-	return record, stored, nil
+	if c.opts.json {
+		return json.NewEncoder(c.stdout).Encode(struct {
+			Name string `json:"name"`
+			memory.Record
+		}{name, record})
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, record.Value, "", "  "); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.stdout, pretty.String())
+	return err
 }
 
-func set(ctx context.Context, c *cli, args []string) error {
-	if !json.Valid([]byte(args[1])) {
-		return usageError{fmt.Sprintf("the value of %q is not JSON: %q (quote strings: '\"text\"')", args[0], args[1])}
+// stored returns the string stored at the key of name, nil when there is
+// none.
+func (c *cli) stored(ctx context.Context, name string) ([]byte, error) {
+	// A name follows the rules of a scope's part: Scope checks it, with
+	// no I/O.
+	if _, err := c.mem.Scope(name); err != nil {
+		return nil, err
 	}
-	return c.mem.Set(ctx, args[0], json.RawMessage(args[1]))
+	key := c.mem.Prefix() + name
+	bctx, cancel := c.bounded(ctx)
+	defer cancel()
+	stored, err := c.mem.Client().Get(bctx, key).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, nil
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		return nil, &memory.DecodeError{Key: key, Err: err}
+	case err != nil:
+		return nil, fmt.Errorf("memory: get %q: %w", key, err)
+	}
+	return stored, nil
+}
+
+// set stores its JSON argument, or standard input for "-", under the name.
+func set(ctx context.Context, c *cli, args []string) error {
+	value := []byte(args[1])
+	if args[1] == "-" {
+		var err error
+		if value, err = io.ReadAll(c.stdin); err != nil {
+			return fmt.Errorf("memory set: read standard input: %w", err)
+		}
+		value = bytes.TrimSpace(value)
+	}
+	if !json.Valid(value) {
+		return usageError{fmt.Sprintf("the value of %q is not JSON: %q (quote strings: '\"text\"')", args[0], shorten(value))}
+	}
+	if c.opts.ttl > 0 {
+		return c.mem.SetTTL(ctx, args[0], json.RawMessage(value), c.opts.ttl)
+	}
+	return c.mem.Set(ctx, args[0], json.RawMessage(value))
+}
+
+// shorten returns b, cut to 60 bytes for an error message.
+func shorten(b []byte) string {
+	if len(b) > 60 {
+		return string(b[:57]) + "..."
+	}
+	return string(b)
 }
 
 func del(ctx context.Context, c *cli, args []string) error {
@@ -337,13 +380,14 @@ func watch(ctx context.Context, c *cli, args []string) error {
 	defer ticker.Stop()
 	for {
 		for _, name := range args {
-			record, stored, err := c.record(ctx, name)
+			stored, err := c.stored(ctx, name)
 			if ctx.Err() != nil {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
+			record, _ := memory.RecordOf(stored)
 			if prev, seen := last[name]; seen && prev == string(stored) || !seen && stored == nil {
 				last[name] = string(stored)
 				continue

@@ -6,7 +6,9 @@
 //	go install github.com/redis-memory/memory/cmd/memory@latest
 //	memory --prefix myapp:prod: keys
 //
-// Exit codes: 0 success, 1 failure (not found, server error), 2 usage.
+// Exit codes: 0 success, 1 failure (not found, server error), 2 usage (a
+// bad command line: unknown command or flag, wrong arguments, an invalid
+// name, scope or prefix).
 package main
 
 import (
@@ -16,12 +18,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis-memory/memory"
+	"github.com/redis-memory/memory/internal/redislog"
 )
 
 // Exit codes.
@@ -34,6 +40,7 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	redislog.Use(slog.New(slog.NewTextHandler(os.Stderr, nil)), slog.LevelWarn)
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -43,61 +50,76 @@ type command struct {
 	flags                        func(fs *flag.FlagSet, o *options) // its own flags, if any
 	nargs                        func(n int) bool                   // whether it takes n arguments
 	run                          func(ctx context.Context, c *cli, args []string) error
+	offline                      bool // runs without a Memory
+	unreachable                  bool // runs when the server cannot be reached
 }
 
-var commands = []*command{
-	{name: "keys", summary: "list the names, with the type of their value and their TTL",
-		example: "memory --prefix myapp: keys", nargs: none, run: keys},
-	{name: "get", args: "NAME", summary: "print the value of NAME as indented JSON (--raw: the stored envelope)",
-		example: "memory get settings", nargs: exactly(1), run: get,
-		flags: func(fs *flag.FlagSet, o *options) {
-			fs.BoolVar(&o.raw, "raw", false, "print the stored envelope as it is")
-		}},
-	{name: "set", args: "NAME JSON", summary: "set NAME to the JSON value (checked before anything is written)",
-		example: `memory set --ttl 1h settings '{"theme": "dark"}'`, nargs: exactly(2), run: set,
-		flags: func(fs *flag.FlagSet, o *options) {
-			fs.DurationVar(&o.ttl, "ttl", 0, "expire the value after this `duration`")
-		}},
-	{name: "del", args: "NAME...", summary: "delete the names (absent names are not an error)",
-		example: "memory del draft scratch", nargs: atLeast(1), run: del},
-	{name: "expire", args: "NAME DURATION", summary: "make NAME expire after DURATION (Go syntax: 90s, 1h30m)",
-		example: "memory expire session 30m", nargs: exactly(2), run: expire},
-	{name: "clear", summary: "delete every key under the prefix, scopes included, in batches",
-		example: "memory --prefix myapp:tenant_7: clear --dry-run", nargs: none, run: clear,
-		flags: func(fs *flag.FlagSet, o *options) {
-			fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation")
-			fs.BoolVar(&o.dryRun, "dry-run", false, "list what would be deleted, and delete nothing")
-		}},
-	{name: "dump", summary: "write the namespace, values and last_modified, as one JSON document",
-		example: "memory --prefix myapp: dump -o backup.json", nargs: none, run: dump,
-		flags: func(fs *flag.FlagSet, o *options) {
-			fs.StringVar(&o.output, "o", "", "write to `file` instead of standard output")
-		}},
-	{name: "restore", args: "FILE", summary: "write a dump back; values the server holds newer are kept unless --force",
-		example: "memory --prefix myapp: restore backup.json", nargs: exactly(1), run: restore,
-		flags: func(fs *flag.FlagSet, o *options) { fs.BoolVar(&o.force, "force", false, "overwrite newer values too") }},
-	{name: "watch", args: "NAME...", summary: "print each change of the names, with the time and the writer's stamp, until interrupted",
-		example: "memory watch status progress", nargs: atLeast(1), run: watch,
-		flags: func(fs *flag.FlagSet, o *options) {
-			fs.DurationVar(&o.interval, "interval", time.Second, "poll every `duration`")
-		}},
+var commands []*command
+
+func init() {
+	commands = []*command{
+		{name: "keys", summary: "list the names, with the type of their value and their TTL (--scopes: the scopes)",
+			example: "memory --prefix myapp: keys", nargs: none, run: keys,
+			flags: func(fs *flag.FlagSet, o *options) {
+				fs.BoolVar(&o.scopes, "scopes", false, "list the scopes that hold keys instead")
+			}},
+		{name: "get", args: "NAME", summary: "print the value of NAME as indented JSON (--raw: the stored string, as it is)",
+			example: "memory get settings", nargs: exactly(1), run: get,
+			flags: func(fs *flag.FlagSet, o *options) {
+				fs.BoolVar(&o.raw, "raw", false, "print the stored string as it is, readable or not")
+			}},
+		{name: "set", args: "NAME JSON|-", summary: "set NAME to the JSON value, or to standard input with -, checked before anything is written",
+			example: `memory set settings '{"theme": "dark"}' --ttl 1h`, nargs: exactly(2), run: set,
+			flags: func(fs *flag.FlagSet, o *options) {
+				fs.DurationVar(&o.ttl, "ttl", 0, "expire the value after this `duration`")
+			}},
+		{name: "del", args: "NAME...", summary: "delete the names (absent names are not an error)",
+			example: "memory del draft scratch", nargs: atLeast(1), run: del},
+		{name: "expire", args: "NAME DURATION", summary: "make NAME expire after DURATION (Go syntax: 90s, 1h30m)",
+			example: "memory expire session 30m", nargs: exactly(2), run: expire},
+		{name: "clear", summary: "delete every key under the prefix, scopes included, in batches",
+			example: "memory --prefix myapp:tenant_7: clear --dry-run", nargs: none, run: clear,
+			flags: func(fs *flag.FlagSet, o *options) {
+				fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation")
+				fs.BoolVar(&o.dryRun, "dry-run", false, "list what would be deleted, and delete nothing")
+			}},
+		{name: "dump", summary: "write the namespace, values and last_modified, as one JSON document",
+			example: "memory --prefix myapp: dump -o backup.json", nargs: none, run: dump,
+			flags: func(fs *flag.FlagSet, o *options) {
+				fs.StringVar(&o.output, "o", "", "write to `file` instead of standard output")
+			}},
+		{name: "restore", args: "FILE", summary: "write a dump back; values the server holds newer are kept unless --force",
+			example: "memory --prefix myapp: restore backup.json", nargs: exactly(1), run: restore,
+			flags: func(fs *flag.FlagSet, o *options) { fs.BoolVar(&o.force, "force", false, "overwrite newer values too") }},
+		{name: "watch", args: "NAME...", summary: "print each change of the names, with the time and the writer's stamp, until interrupted",
+			example: "memory watch status progress", nargs: atLeast(1), run: watch,
+			flags: func(fs *flag.FlagSet, o *options) {
+				fs.DurationVar(&o.interval, "interval", time.Second, "poll every `duration`")
+			}},
+		{name: "info", summary: "show the server, the prefix, where each setting comes from, and the namespace's keys and scopes",
+			example: "memory --prefix myapp: info", nargs: none, run: info, unreachable: true},
+		{name: "help", args: "[COMMAND]", summary: "show how to use the tool, or a command",
+			example: "memory help set", nargs: atMost(1), run: help, offline: true},
+	}
 }
 
 func none(n int) bool              { return n == 0 }
 func exactly(k int) func(int) bool { return func(n int) bool { return n == k } }
 func atLeast(k int) func(int) bool { return func(n int) bool { return n >= k } }
+func atMost(k int) func(int) bool  { return func(n int) bool { return n <= k } }
 
 // options are the flags of every command, global ones first.
 type options struct {
 	url, envFile string
 	prefix       prefix
-	scopes       scopes
+	scope        scopes
 	json         bool
 	timeout      time.Duration
+	version      bool
 
-	raw, yes, dryRun, force bool
-	ttl, interval           time.Duration
-	output                  string
+	raw, yes, dryRun, force, scopes bool
+	ttl, interval                   time.Duration
+	output                          string
 }
 
 // scopes is the repeatable --scope flag.
@@ -125,10 +147,11 @@ func (o *options) global(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&o.url, "url", o.url, "the server, as redis://, rediss:// or unix:// `URL` (default: REDIS_URL, REDIS_HOST...)")
 	fs.Var(&o.prefix, "prefix", "the namespace's key `prefix` (default: REDIS_PREFIX, else memory:)")
-	fs.Var(&o.scopes, "scope", "work in this scope of the prefix; repeat to nest (`name`)")
+	fs.Var(&o.scope, "scope", "work in this scope of the prefix; repeat to nest (`name`)")
 	fs.StringVar(&o.envFile, "env-file", o.envFile, "read variables from this .env `file` (default: ./.env when present)")
 	fs.BoolVar(&o.json, "json", o.json, "print machine-readable JSON")
-	fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound of each server operation")
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound of each round trip to the server")
+	fs.BoolVar(&o.version, "version", o.version, "print the version and exit")
 }
 
 // A cli is a parsed command line, ready to run.
@@ -146,69 +169,115 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var o options
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
 	top := flag.NewFlagSet("memory", flag.ContinueOnError)
-	top.SetOutput(stderr)
-	o.global(top)
-	top.Usage = func() { usage(stderr, top) }
-	if err := top.Parse(args); err != nil {
-		return parseExit(err)
-	}
-	if top.NArg() == 0 {
-		usage(stderr, top)
-		return exitUsage
+	top.SetOutput(io.Discard)
+	c.opts.global(top)
+	switch err := top.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		usage(stdout)
+		return exitOK
+	case err != nil:
+		return c.usageFailed("memory", err.Error(), "memory --help")
+	case c.opts.version:
+		fmt.Fprintln(stdout, version())
+		return exitOK
+	case top.NArg() == 0:
+		return c.usageFailed("memory", "no command", "memory --help")
 	}
 	cmd := lookup(top.Arg(0))
 	if cmd == nil {
-		fmt.Fprintf(stderr, "memory: unknown command %q\n", top.Arg(0))
-		usage(stderr, top)
-		return exitUsage
+		return c.usageFailed("memory", fmt.Sprintf("unknown command %q", top.Arg(0)), "memory --help")
 	}
 	fs := flag.NewFlagSet("memory "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.global(fs)
+	fs.SetOutput(io.Discard)
+	c.opts.global(fs)
 	if cmd.flags != nil {
-		cmd.flags(fs, &o)
+		cmd.flags(fs, &c.opts)
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: memory [flags] %s [flags] %s\n\n%s.\n\nExample:\n  %s\n\nFlags:\n", cmd.name, cmd.args, capitalize(cmd.summary), cmd.example)
-		fs.PrintDefaults()
+	hint := "memory " + cmd.name + " --help"
+	operands, err := parseInterspersed(fs, top.Args()[1:])
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		commandUsage(stdout, cmd)
+		return exitOK
+	case err != nil:
+		return c.usageFailed("memory "+cmd.name, err.Error(), hint)
+	case c.opts.version:
+		fmt.Fprintln(stdout, version())
+		return exitOK
+	case !cmd.nargs(len(operands)):
+		return c.usageFailed("memory "+cmd.name, "wrong number of arguments: want "+cmp.Or(cmd.args, "none"), hint)
 	}
-	if err := fs.Parse(top.Args()[1:]); err != nil {
-		return parseExit(err)
-	}
-	if !cmd.nargs(fs.NArg()) {
-		fmt.Fprintf(stderr, "memory %s: wrong number of arguments: want %s\n", cmd.name, cmp.Or(cmd.args, "none"))
-		fs.Usage()
-		return exitUsage
-	}
-	c := &cli{opts: o, stdin: stdin, stdout: stdout, stderr: stderr}
-	err := c.open(ctx)
-	if c.root != nil {
-		defer c.root.Close()
+	if !cmd.offline {
+		err = c.open(ctx, cmd)
+		if c.root != nil {
+			defer func() {
+				if err := c.root.Close(); err != nil {
+					fmt.Fprintln(stderr, err)
+				}
+			}()
+		}
 	}
 	if err == nil {
-		err = cmd.run(ctx, c, fs.Args())
+		err = cmd.run(ctx, c, operands)
 	}
 	var u usageError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &u):
-		fmt.Fprintf(stderr, "memory %s: %v\n", cmd.name, err)
-		return exitUsage
+		return c.usageFailed("memory "+cmd.name, err.Error(), hint)
+	case errors.Is(err, memory.ErrInvalidName):
+		return c.usageFailed("memory "+cmd.name, err.Error(), hint)
 	}
-	fmt.Fprintf(stderr, "%v\n", err)
+	fmt.Fprintln(stderr, err)
 	return exitFailure
 }
 
-// parseExit is the exit code after a failed parse of flags, which the flag
-// package has reported.
-func parseExit(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
+// usageFailed reports a bad command line in one line, and where to learn
+// more.
+func (c *cli) usageFailed(who, msg, hint string) int {
+	fmt.Fprintf(c.stderr, "%s: %s\nRun '%s' for usage.\n", who, msg, hint)
 	return exitUsage
+}
+
+// parseInterspersed parses the flags of fs among args, before, between and
+// after the operands, which it returns. "--" ends the flags; a negative
+// number ("-5", a JSON value) is an operand.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var operands []string
+	for len(args) > 0 {
+		if args[0] == "--" {
+			return append(operands, args[1:]...), nil
+		}
+		if isNegativeNumber(args[0]) {
+			operands, args = append(operands, args[0]), args[1:]
+			continue
+		}
+		end := len(args)
+		for i, arg := range args {
+			if isNegativeNumber(arg) || arg == "--" {
+				end = i
+				break
+			}
+		}
+		if err := fs.Parse(args[:end]); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) > 0 {
+			operands = append(operands, rest[0])
+			rest = rest[1:]
+		}
+		args = append(rest, args[end:]...)
+	}
+	return operands, nil
+}
+
+func isNegativeNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil && strings.HasPrefix(s, "-")
 }
 
 func lookup(name string) *command {
@@ -220,21 +289,48 @@ func lookup(name string) *command {
 	return nil
 }
 
-func usage(w io.Writer, fs *flag.FlagSet) {
+func usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: memory [flags] command [flags] [arguments]\n\nCommands:\n")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'memory command --help' for a command's flags and an example.\n\nFlags:\n")
+	fs := flag.NewFlagSet("memory", flag.ContinueOnError)
+	fs.SetOutput(w)
+	new(options).global(fs)
+	fs.PrintDefaults()
+}
+
+func commandUsage(w io.Writer, cmd *command) {
+	fmt.Fprintf(w, "Usage: memory [flags] %s [flags] %s\n\n%s.\n\nExample:\n  %s\n\nFlags:\n", cmd.name, cmd.args, capitalize(cmd.summary), cmd.example)
+	fs := flag.NewFlagSet("memory "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(w)
+	var o options
+	o.global(fs)
+	if cmd.flags != nil {
+		cmd.flags(fs, &o)
+	}
 	fs.PrintDefaults()
 }
 
 func capitalize(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
 
-// open makes the Memory the flags describe. The offline queue is off: a
-// tool must not report success for a write that has not reached the server.
-func (c *cli) open(ctx context.Context) error {
-	opts := []memory.Option{memory.WithOfflineQueue(false), memory.WithTimeout(c.opts.timeout)}
+// version returns the tool's version, as the Go toolchain recorded it when
+// it built the tool.
+func version() string {
+	v := "(devel)"
+	if info, ok := debug.ReadBuildInfo(); ok {
+		v = cmp.Or(info.Main.Version, v)
+	}
+	return "memory " + v
+}
+
+// open makes the Memory the flags describe, for cmd. The offline queue is
+// off: a tool must not report success for a write that has not reached the
+// server, and New fails when the server cannot be reached, but for a
+// command that runs without it.
+func (c *cli) open(ctx context.Context, cmd *command) error {
+	opts := []memory.Option{memory.WithOfflineQueue(cmd.unreachable), memory.WithTimeout(c.opts.timeout)}
 	if c.opts.envFile == "" {
 		if _, err := os.Stat(".env"); err == nil {
 			c.opts.envFile = ".env"
@@ -249,9 +345,6 @@ func (c *cli) open(ctx context.Context) error {
 	if c.opts.prefix.set {
 		opts = append(opts, memory.WithPrefix(c.opts.prefix.value))
 	}
-	if c.opts.ttl > 0 {
-		opts = append(opts, memory.WithDefaultTTL(c.opts.ttl))
-	}
 	root, err := memory.New(ctx, opts...)
 	if c.opts.prefix.set && errors.Is(err, memory.ErrInvalidPrefix) {
 		return usageError{fmt.Sprintf("--prefix %q: %v", c.opts.prefix.value, err)}
@@ -260,7 +353,7 @@ func (c *cli) open(ctx context.Context) error {
 		return err
 	}
 	c.root, c.mem = root, root
-	for _, part := range c.opts.scopes {
+	for _, part := range c.opts.scope {
 		if c.mem, err = c.mem.Scope(part); err != nil {
 			return usageError{fmt.Sprintf("--scope %q: %v", part, err)}
 		}

@@ -132,16 +132,18 @@ func TestExitCodes(t *testing.T) {
 		code     int
 		mentions string
 	}{
-		{"help", []string{"get", "--help"}, 0, "Example:"},
-		{"no command", nil, 2, "Commands:"},
+		{"no command", nil, 2, "no command"},
 		{"unknown command", []string{"fetch"}, 2, `unknown command "fetch"`},
 		{"unknown flag", []string{"keys", "--nope"}, 2, "-nope"},
 		{"missing argument", []string{"get"}, 2, "want NAME"},
+		{"too many arguments", []string{"help", "a", "b"}, 2, "want [COMMAND]"},
 		{"invalid JSON", []string{"set", "x", "{nope"}, 2, `"x" is not JSON`},
 		{"bare word", []string{"set", "x", "text"}, 2, "quote strings"},
 		{"bad duration", []string{"expire", "x", "soon"}, 2, `DURATION "soon"`},
 		{"bad scope", []string{"--scope", "a b", "keys"}, 2, `--scope "a b"`},
-		{"invalid name", []string{"get", "a:b"}, 1, "invalid name"},
+		{"invalid name", []string{"get", "a:b"}, 2, "invalid name"},
+		{"invalid name to set", []string{"set", "a b", "1"}, 2, "invalid name"},
+		{"help on an unknown command", []string{"help", "fetch"}, 2, `unknown command "fetch"`},
 		{"not found", []string{"get", "absent"}, 1, `not found: "memory:absent"`},
 		{"expire absent", []string{"expire", "absent", "1m"}, 1, "not found"},
 		{"bad prefix", []string{"--prefix", "nocolon", "keys"}, 2, "invalid prefix"},
@@ -152,6 +154,12 @@ func TestExitCodes(t *testing.T) {
 			r := invoke(t, addr, "", tt.args...)
 			require.Equal(t, tt.code, r.code, "stdout %q stderr %q", r.stdout, r.stderr)
 			require.Contains(t, r.stderr, tt.mentions)
+			require.Empty(t, r.stdout)
+			if tt.code == exitUsage {
+				lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+				require.Len(t, lines, 2, "one line, and a hint: %q", r.stderr)
+				require.Regexp(t, `^Run 'memory( \w+)? --help' for usage\.$`, lines[1])
+			}
 		})
 	}
 	require.Empty(t, miniredisKeys(t, addr), "nothing was written")
@@ -159,6 +167,112 @@ func TestExitCodes(t *testing.T) {
 	down := invoke(t, "127.0.0.1:1", "", "keys")
 	require.Equal(t, 1, down.code)
 	require.Contains(t, down.stderr, "server unavailable")
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	addr := miniredis.RunT(t).Addr()
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		r := invoke(t, addr, "", args...)
+		require.Equal(t, exitOK, r.code, "%v", args)
+		require.Contains(t, r.stdout, "Commands:", "help goes to standard output")
+		require.Contains(t, r.stdout, "  info ")
+		require.Empty(t, r.stderr)
+	}
+	for _, args := range [][]string{{"get", "--help"}, {"help", "get"}, {"--prefix", "x:", "get", "-h"}} {
+		r := invoke(t, addr, "", args...)
+		require.Equal(t, exitOK, r.code, "%v", args)
+		require.Contains(t, r.stdout, "Usage: memory [flags] get [flags] NAME")
+		require.Contains(t, r.stdout, "Example:")
+		require.Contains(t, r.stdout, "-raw")
+		require.Empty(t, r.stderr)
+	}
+	for _, args := range [][]string{{"--version"}, {"keys", "--version"}} {
+		r := invoke(t, addr, "", args...)
+		require.Equal(t, exitOK, r.code)
+		require.Regexp(t, `^memory \S+\n$`, r.stdout)
+	}
+}
+
+func TestSetFromStandardInputAndTTLAfter(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		r := invoke(t, addr, `{"theme": "dark",`+"\n"+` "volume": 0.75}`+"\n", "set", "settings", "-", "--ttl", "1h")
+		require.Equal(t, exitOK, r.code, r.stderr)
+		m := newMemory(t, addr, "memory:")
+		var s struct{ Theme string }
+		require.NoError(t, m.Get(ctx, "settings", &s))
+		require.Equal(t, "dark", s.Theme)
+		ttl, err := m.TTL(ctx, "settings")
+		require.NoError(t, err)
+		require.Greater(t, ttl, 59*time.Minute, "--ttl after the arguments")
+
+		ok(t, addr, "set", "n", "-5", "--prefix", "memory:")
+		requireJSON(t, m, "n", "-5")
+		ok(t, addr, "set", "--ttl", "1m", "--", "m", "-6")
+		requireJSON(t, m, "m", "-6")
+
+		bad := invoke(t, addr, "{nope", "set", "x", "-")
+		require.Equal(t, exitUsage, bad.code)
+		require.Contains(t, bad.stderr, `"{nope"`)
+	})
+}
+
+// requireJSON requires name to hold the JSON text want in m.
+func requireJSON(t *testing.T, m *memory.Memory, name, want string) {
+	t.Helper()
+	var got json.RawMessage
+	require.NoError(t, m.Get(ctx, name, &got))
+	require.JSONEq(t, want, string(got))
+}
+
+func TestKeysScopesAndRawGet(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		raw := redis.NewClient(&redis.Options{Addr: addr})
+		defer raw.Close()
+		for key, s := range map[string]string{"app:a": "1", "app:conv_1:x": "1", "app:conv_2:y": "1", "app:bad": "not json {"} {
+			require.NoError(t, raw.Set(ctx, key, s, 0).Err())
+		}
+		require.Equal(t, "conv_1\nconv_2\n", ok(t, addr, "--prefix=app:", "keys", "--scopes"))
+		require.Equal(t, `["conv_1","conv_2"]`+"\n", ok(t, addr, "--prefix=app:", "--json", "keys", "--scopes"))
+
+		r := invoke(t, addr, "", "--prefix=app:", "get", "bad")
+		require.Equal(t, exitFailure, r.code)
+		require.Contains(t, r.stderr, `cannot decode key "app:bad"`)
+		require.Contains(t, r.stderr, "--raw shows")
+		require.Equal(t, "not json {\n", ok(t, addr, "--prefix=app:", "get", "--raw", "bad"), "a corrupt value's bytes")
+	})
+}
+
+func TestInfo(t *testing.T) {
+	addr := miniredis.RunT(t).Addr()
+	raw := redis.NewClient(&redis.Options{Addr: addr})
+	defer raw.Close()
+	for _, key := range []string{"app:a", "app:b", "app:conv_1:x"} {
+		require.NoError(t, raw.Set(ctx, key, "1", 0).Err())
+	}
+	isolate(t)
+	require.NoError(t, os.WriteFile(".env", []byte("REDIS_PREFIX=app:\nMEMORY_LOG_LEVEL=ERROR\n"), 0o600))
+	t.Setenv("REDIS_DB", "0")
+	var stdout, stderr strings.Builder
+	code := run(t.Context(), []string{"--url", "redis://" + addr, "info"}, strings.NewReader(""), &stdout, &stderr)
+	require.Equal(t, exitOK, code, stderr.String())
+	out := stdout.String()
+	for _, want := range []string{
+		"server:  tcp://" + addr + "/0\n",
+		"prefix:  app:\n",
+		"keys:    3, 2 of them names\n",
+		"scopes:  conv_1\n",
+	} {
+		require.Contains(t, out, want)
+	}
+	require.Regexp(t, `REDIS_URL\s+redis://\S+\s+flag --url\n`, out)
+	require.Regexp(t, `REDIS_PREFIX\s+app:\s+\.env\n`, out)
+	require.Regexp(t, `MEMORY_LOG_LEVEL\s+ERROR\s+\.env\n`, out)
+	require.Regexp(t, `REDIS_DB\s+0\s+environment\n`, out)
+	require.Regexp(t, `REDIS_HOST\s+-\s+unset\n`, out)
+
+	down := invoke(t, "127.0.0.1:1", "", "info")
+	require.Equal(t, exitOK, down.code, "info runs without the server: %s", down.stderr)
+	require.Contains(t, down.stdout, "(unreachable: ")
 }
 
 func miniredisKeys(t *testing.T, addr string) []string {

@@ -6,18 +6,22 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/redis-memory/memory"
+	"github.com/redis-memory/memory/internal/redislog"
 )
 
-// Redis leaves the configuration alone when REDIS_URL or REDIS_HOST names a
+// Redis routes go-redis's log lines through slog, as an application may,
+// and leaves the configuration alone when REDIS_URL or REDIS_HOST names a
 // server. Otherwise it starts an embedded miniredis, says so, and points
 // REDIS_URL at it, so that memory.New finds it as it would a real server.
 // Call stop when the program is done.
 func Redis() (stop func()) {
+	redislog.Use(slog.New(slog.NewTextHandler(os.Stderr, nil)), slog.LevelWarn)
 	if os.Getenv("REDIS_URL") != "" || os.Getenv("REDIS_HOST") != "" {
 		return func() {}
 	}
