@@ -83,7 +83,7 @@ func benchSetup(b *testing.B) (*memory.Memory, *redis.Client) {
 // benchClient is benchSetup for the server at addr.
 func benchClient(b *testing.B, addr string) (*memory.Memory, *redis.Client) {
 	b.Helper()
-	client := redis.NewClient(&redis.Options{Addr: addr})
+	client := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	b.Cleanup(func() { client.Close() })
 	m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("memory:"))
 	if err != nil {

@@ -131,3 +131,59 @@ func BenchmarkPingWhileAppending(b *testing.B) {
 		})
 	}
 }
+
+// setLog stores a log of n messages under key.
+func setLog(b *testing.B, client *redis.Client, key string, n int) {
+	b.Helper()
+	elements := make([]any, n)
+	for i := range elements {
+		value, err := json.Marshal(benchMessage(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		elements[i] = fmt.Sprintf(`{"value": %s, "last_modified": %d}`, value, time.Now().UnixNano())
+	}
+	pipe := client.TxPipeline()
+	pipe.Del(ctx, key)
+	pipe.RPush(ctx, key, elements...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkLog appends one message to a log of 5,000 and to a log of 1, and
+// reads the last 20 of a log of 5,000 and of a log of 20, in paired rounds:
+// both cost the same whatever the log's length. The logs are set back to
+// their sizes every 100 appends, out of the time measured.
+func BenchmarkLog(b *testing.B) {
+	m, client := benchSetup(b)
+	small, big := memory.LogOf[message](m, "small"), memory.LogOf[message](m, "big")
+	twenty, long := memory.LogOf[message](m, "twenty"), memory.LogOf[message](m, "long")
+	setLog(b, client, "memory:twenty", 20)
+	setLog(b, client, "memory:long", 5000)
+	msg := benchMessage(0)
+	var appendSmall, appendBig, lastTwenty, lastLong time.Duration
+	timed := func(d *time.Duration, op func() error) {
+		start := time.Now()
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
+		*d += time.Since(start)
+	}
+	i := 0
+	for b.Loop() {
+		if i%100 == 0 {
+			b.StopTimer()
+			setLog(b, client, "memory:small", 1)
+			setLog(b, client, "memory:big", 5000)
+			b.StartTimer()
+		}
+		i++
+		timed(&appendSmall, func() error { return small.Append(ctx, msg) })
+		timed(&appendBig, func() error { return big.Append(ctx, msg) })
+		timed(&lastTwenty, func() error { _, err := twenty.Last(ctx, 20); return err })
+		timed(&lastLong, func() error { _, err := long.Last(ctx, 20); return err })
+	}
+	b.ReportMetric(float64(appendBig)/float64(appendSmall), "append-5000/append-1")
+	b.ReportMetric(float64(lastLong)/float64(lastTwenty), "last20-of-5000/last20-of-20")
+}

@@ -5,27 +5,32 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // A Record is a stored value and the stamp its writer gave it, as Dump
 // returns them and Restore takes them: the envelope, unwrapped. A bare value
-// has the stamp 0.
+// has the stamp 0. The record of a Log holds the records of its items in
+// Log, oldest first, and the stamp of the newest one.
 type Record struct {
-	Value        json.RawMessage `json:"value"`
+	Value        json.RawMessage `json:"value,omitempty"`
 	LastModified int64           `json:"last_modified"`
+	Log          []Record        `json:"log,omitempty"`
 }
 
 // Dump returns every value under the prefix, its scopes' included, keyed by
 // the key less the prefix ("conv_1:topic" for the name topic of the scope
-// conv_1). Values keep their bytes. It scans in batches, on every master of a
-// cluster, and reads each batch in one round trip. A key it cannot read (not
-// a string, or not JSON) is left out and reported in the returned error, a
-// *DecodeError joined with the others, while the rest is returned.
+// conv_1). Values keep their bytes; logs come with their items. It scans in
+// batches, on every master of a cluster, and reads each batch in one round
+// trip, and a second for the logs in it. A key it cannot read (neither a
+// string nor a log, or not JSON) is left out and reported in the returned
+// error, a *DecodeError joined with the others, while the rest is returned.
 func (m *Memory) Dump(ctx context.Context) (map[string]Record, error) {
 	var mu sync.Mutex
 	records := map[string]Record{}
@@ -41,29 +46,80 @@ func (m *Memory) Dump(ctx context.Context) (map[string]Record, error) {
 		if err != nil && !isReply(err) {
 			return err
 		}
-		mu.Lock()
-		defer mu.Unlock()
+		page := map[string]Record{}
+		var pageBad []error
+		var lists []string
 		for i, cmd := range cmds {
 			stored, err := cmd.(*redis.StringCmd).Bytes()
-			if errors.Is(err, redis.Nil) {
+			switch {
+			case errors.Is(err, redis.Nil):
 				continue // removed since the scan saw it
+			case redis.HasErrorPrefix(err, "WRONGTYPE"):
+				lists = append(lists, keys[i])
+				continue
 			}
 			var r Record
 			if err == nil {
 				r.Value, _, r.LastModified, err = parts(stored)
 			}
 			if err != nil {
-				bad = append(bad, &DecodeError{Key: keys[i], Err: err})
+				pageBad = append(pageBad, &DecodeError{Key: keys[i], Err: err})
 				continue
 			}
-			records[keys[i][len(m.prefix):]] = r
+			page[keys[i]] = r
 		}
+		if len(lists) > 0 {
+			logs, logsBad, err := m.dumpLogs(ctx, node, lists)
+			if err != nil {
+				return err
+			}
+			maps.Copy(page, logs)
+			pageBad = append(pageBad, logsBad...)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for key, r := range page {
+			records[key[len(m.prefix):]] = r
+		}
+		bad = append(bad, pageBad...)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return records, errors.Join(bad...)
+}
+
+// dumpLogs reads the keys of node that are not strings, in one round trip,
+// and returns the records of those that are logs, and the errors of the
+// others.
+func (m *Memory) dumpLogs(ctx context.Context, node redis.Cmdable, keys []string) (map[string]Record, []error, error) {
+	bctx := m.s.conn.clock.bound(ctx)
+	cmds, err := node.Pipelined(bctx, func(p redis.Pipeliner) error {
+		for _, key := range keys {
+			p.LRange(bctx, key, 0, -1)
+		}
+		return nil
+	})
+	if err != nil && !isReply(err) {
+		return nil, nil, err
+	}
+	records := map[string]Record{}
+	var bad []error
+	for i, cmd := range cmds {
+		elements, err := cmd.(*redis.StringSliceCmd).Result()
+		var items []Record
+		if err == nil {
+			items, err = logRecords(elements)
+		}
+		switch {
+		case err != nil:
+			bad = append(bad, &DecodeError{Key: keys[i], Err: err})
+		case len(items) > 0:
+			records[keys[i]] = Record{Log: items, LastModified: items[len(items)-1].LastModified}
+		}
+	}
+	return records, bad, nil
 }
 
 // RecordOf returns the record of a string stored by this library, the
@@ -75,7 +131,7 @@ func RecordOf(stored []byte) (Record, error) {
 }
 
 // Restore writes records, as Dump returns them, under the prefix, and returns
-// how many it changed. The last writer wins, as when the offline queue is
+// how many it changed; a log's record replaces the key with the log. The last writer wins, as when the offline queue is
 // flushed: a record is skipped when the server holds a strictly newer
 // last_modified for its key, unless force is true. Each record is checked and
 // written in one atomic step, and the records go to the server in pipelines
@@ -92,8 +148,8 @@ func (m *Memory) Restore(ctx context.Context, records map[string]Record, force b
 		if err := checkPath(key); err != nil {
 			return 0, fmt.Errorf("memory: restore under %q: %w", m.prefix, err)
 		}
-		if !json.Valid(r.Value) {
-			return 0, &DecodeError{Key: m.prefix + key, Err: errors.New("the value is not JSON")}
+		if err := r.check(); err != nil {
+			return 0, &DecodeError{Key: m.prefix + key, Err: err}
 		}
 		keys = append(keys, key)
 	}
@@ -106,8 +162,7 @@ func (m *Memory) Restore(ctx context.Context, records map[string]Record, force b
 	for batch := range slices.Chunk(keys, scanBatch) {
 		calls := make([]scriptCall, len(batch))
 		for i, key := range batch {
-			r := records[key]
-			o := op{name: "put", stamp: stamp(r), ttl: m.s.ttl, args: []any{envelope(r.Value, r.LastModified)}}
+			o := records[key].put(stamp(records[key]), m.s.ttl)
 			calls[i] = scriptCall{keys: []string{m.prefix + key}, args: o.argv()}
 		}
 		cmds, err := m.s.conn.runAll(ctx, opsScript, calls)
@@ -126,4 +181,33 @@ func (m *Memory) Restore(ctx context.Context, records map[string]Record, force b
 		}
 	}
 	return written, nil
+}
+
+// check returns an error unless r's values are JSON.
+func (r Record) check() error {
+	if r.Log == nil {
+		if !json.Valid(r.Value) {
+			return errors.New("the value is not JSON")
+		}
+		return nil
+	}
+	for i, item := range r.Log {
+		if !json.Valid(item.Value) {
+			return fmt.Errorf("item %d of the log: the value is not JSON", i)
+		}
+	}
+	return nil
+}
+
+// put returns the operation that writes r last-writer-wins, stamped with
+// stamp, with ttl.
+func (r Record) put(stamp int64, ttl time.Duration) op {
+	if r.Log == nil {
+		return op{name: "put", stamp: stamp, ttl: ttl, args: []any{envelope(r.Value, r.LastModified)}}
+	}
+	elements := make([]any, len(r.Log))
+	for i, item := range r.Log {
+		elements[i] = envelope(item.Value, item.LastModified)
+	}
+	return op{name: "logput", stamp: stamp, ttl: ttl, args: elements}
 }

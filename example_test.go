@@ -305,6 +305,26 @@ func ExampleListOf() {
 	// 4 [1 2 3]
 }
 
+func ExampleLogOf() {
+	srv := startRedis()
+	defer srv.Close()
+	ctx := context.Background()
+	m := open(srv, "memory:")
+	defer m.Close()
+
+	type Message struct {
+		Role, Text string
+	}
+	conv := memory.LogOf[Message](m, "conv_42") // a Redis list, one envelope per item
+	conv.Append(ctx, Message{"user", "Weather in Paris?"}, Message{"agent", "Sunny, 21°C."})
+	conv.Append(ctx, Message{"user", "And tomorrow?"})
+	window, _ := conv.Last(ctx, 2) // the model's context window: the newest, oldest first
+	n, _ := conv.Len(ctx)
+	fmt.Println(n, window)
+	// Output:
+	// 3 [{agent Sunny, 21°C.} {user And tomorrow?}]
+}
+
 func ExampleMapOf() {
 	srv := startRedis()
 	defer srv.Close()

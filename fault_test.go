@@ -95,7 +95,8 @@ func adminClient(t *testing.T, addr string) *redis.Client {
 
 // A faultTally is what one writer's operations returned.
 type faultTally struct {
-	appendAcked, appendErr []bool // by I
+	appendAcked, appendErr []bool // by I: the list's
+	logAcked, logErr       []bool // by I: the Log's
 	updAcked, updErr       int
 	incAcked, incErr       int
 	incUnknown             int // Incr errors wrapping ErrUnavailable: documented, may have applied
@@ -105,7 +106,10 @@ type faultTally struct {
 }
 
 func newFaultTally() *faultTally {
-	return &faultTally{appendAcked: make([]bool, faultN), appendErr: make([]bool, faultN), errs: map[string]int{}}
+	return &faultTally{
+		appendAcked: make([]bool, faultN), appendErr: make([]bool, faultN),
+		logAcked: make([]bool, faultN), logErr: make([]bool, faultN), errs: map[string]int{},
+	}
 }
 
 func (tl *faultTally) record(op string, start time.Time, err error) {
@@ -366,6 +370,7 @@ func runFaultWorkload(t *testing.T, kind faultKind) {
 		m := mems[w]
 		wg.Go(func() {
 			list := memory.ListOf[faultItem](m, "log")
+			history := memory.LogOf[faultItem](m, "history")
 			for i := range faultN {
 				if d := time.Until(start.Add(time.Duration(i) * faultPace)); d > 0 {
 					time.Sleep(d) // pace the workload, so that it spans the faults
@@ -375,6 +380,11 @@ func runFaultWorkload(t *testing.T, kind faultKind) {
 				err := list.Append(tctx, faultItem{W: w, I: i})
 				tl.record("append", t0, err)
 				tl.appendAcked[i], tl.appendErr[i] = err == nil, err != nil
+
+				t0 = time.Now()
+				err = history.Append(tctx, faultItem{W: w, I: i})
+				tl.record("log append", t0, err)
+				tl.logAcked[i], tl.logErr[i] = err == nil, err != nil
 
 				t0 = time.Now()
 				err = memory.Update(tctx, m, "updates", func(n *int) error { *n++; return nil })
@@ -418,7 +428,8 @@ func runFaultWorkload(t *testing.T, kind faultKind) {
 	closeTook := time.Since(closeStart)
 
 	raw := adminClient(t, srv.Addr)
-	res := checkFaultLog(t, raw, tallies)
+	res := checkFaultLog(faultList(t, raw, "log"), tallies, func(tl *faultTally) ([]bool, []bool) { return tl.appendAcked, tl.appendErr })
+	logRes := checkFaultLog(faultLogItems(t, raw, "history"), tallies, func(tl *faultTally) ([]bool, []bool) { return tl.logAcked, tl.logErr })
 	updates, updErr := faultCounter(t, raw, "updates")
 	incrs, incErr := faultCounter(t, raw, "incrs")
 
@@ -426,15 +437,13 @@ func runFaultWorkload(t *testing.T, kind faultKind) {
 	errTexts := map[string]int{}
 	var maxLatency time.Duration
 	var maxLatencyOp string
-	appendsAcked, appendErrs := 0, 0
+	appendsAcked, appendErrs, logAcked, logErrs := 0, 0, 0, 0
 	for _, tl := range tallies {
 		for i := range faultN {
-			if tl.appendAcked[i] {
-				appendsAcked++
-			}
-			if tl.appendErr[i] {
-				appendErrs++
-			}
+			appendsAcked += count(tl.appendAcked[i])
+			appendErrs += count(tl.appendErr[i])
+			logAcked += count(tl.logAcked[i])
+			logErrs += count(tl.logErr[i])
 		}
 		acked.updAcked += tl.updAcked
 		acked.incAcked += tl.incAcked
@@ -451,8 +460,10 @@ func runFaultWorkload(t *testing.T, kind faultKind) {
 	t.Logf("%s: fault: %s", kind.name, fault.detail)
 	t.Logf("%s: appends acked %d, errors %d; updates acked %d, errors %d, on server %d; incrs acked %d, errors %d (ErrUnavailable %d), on server %d",
 		kind.name, appendsAcked, appendErrs, acked.updAcked, errs.updErr, updates, acked.incAcked, errs.incErr, errs.incUnknown, incrs)
-	t.Logf("%s: log on server %d items: duplicates %d, lost %d, out of order %d, foreign %d; delivered from queues %d",
+	t.Logf("%s: list on server %d items: duplicates %d, lost %d, out of order %d, foreign %d; delivered from queues %d",
 		kind.name, res.items, res.dups, res.lost, res.disorder, res.foreign, delivered)
+	t.Logf("%s: Log appends acked %d, errors %d; on server %d items: duplicates %d, lost %d, out of order %d, foreign %d",
+		kind.name, logAcked, logErrs, logRes.items, logRes.dups, logRes.lost, logRes.disorder, logRes.foreign)
 	t.Logf("%s: writers took %v, Close %v, slowest op %v (%s), elapsed %v",
 		kind.name, writersDone.Round(time.Millisecond), closeTook.Round(time.Millisecond), maxLatency.Round(time.Millisecond), maxLatencyOp, time.Since(start).Round(time.Millisecond))
 	for _, k := range slices.Sorted(maps.Keys(errTexts)) {
@@ -467,6 +478,9 @@ func runFaultWorkload(t *testing.T, kind faultKind) {
 	require.True(t, res.dups == 0 && res.lost == 0 && res.disorder == 0 && res.foreign == 0,
 		"log: %d duplicates, %d acknowledged appends lost, %d out of order, %d foreign items (%d on the server, %d acked); examples: %v",
 		res.dups, res.lost, res.disorder, res.foreign, res.items, appendsAcked, res.examples)
+	require.True(t, logRes.dups == 0 && logRes.lost == 0 && logRes.disorder == 0 && logRes.foreign == 0,
+		"Log: %d duplicates, %d acknowledged appends lost, %d out of order, %d foreign items (%d on the server, %d acked); examples: %v",
+		logRes.dups, logRes.lost, logRes.disorder, logRes.foreign, logRes.items, logAcked, logRes.examples)
 	requireCount(t, "updates", updates, acked.updAcked, errs.updErr)
 	requireCount(t, "incrs", incrs, acked.incAcked, errs.incErr)
 	writeErrs := map[string]int{}
@@ -475,7 +489,7 @@ func runFaultWorkload(t *testing.T, kind faultKind) {
 			writeErrs[k] = v
 		}
 	}
-	require.Zero(t, appendErrs+errs.updErr, "Append and Update errors with the queue on: %v", writeErrs)
+	require.Zero(t, appendErrs+logErrs+errs.updErr, "Append and Update errors with the queue on: %v", writeErrs)
 	require.Equal(t, errs.incUnknown, errs.incErr, "Incr errors other than ErrUnavailable (documented for a value not known here): %v", errTexts)
 }
 
@@ -497,12 +511,11 @@ type faultLogCheck struct {
 	examples                             []string
 }
 
-// checkFaultLog reads the log from the server and checks it against the
-// writers' tallies: every acknowledged append present exactly once, none
-// twice, each writer's in increasing order.
-func checkFaultLog(t *testing.T, raw *redis.Client, tallies []*faultTally) faultLogCheck {
-	t.Helper()
-	items := faultList(t, raw, "log")
+// checkFaultLog checks items, as read from the server, against the writers'
+// tallies, of which which picks the acknowledged and the failed appends:
+// every acknowledged append present exactly once, none twice, each writer's
+// in increasing order.
+func checkFaultLog(items []faultItem, tallies []*faultTally, which func(*faultTally) (acked, failed []bool)) faultLogCheck {
 	var r faultLogCheck
 	r.items = len(items)
 	seen := map[faultItem]int{}
@@ -528,13 +541,14 @@ func checkFaultLog(t *testing.T, raw *redis.Client, tallies []*faultTally) fault
 			note("writer %d: item %d after %d at %d", it.W, it.I, prev, pos)
 		}
 		last[it.W] = it.I
-		if !tallies[it.W].appendAcked[it.I] && !tallies[it.W].appendErr[it.I] {
+		if acked, failed := which(tallies[it.W]); !acked[it.I] && !failed[it.I] {
 			r.foreign++
 			note("never appended %+v at %d", it, pos)
 		}
 	}
 	for w, tl := range tallies {
-		for i, ok := range tl.appendAcked {
+		acked, _ := which(tl)
+		for i, ok := range acked {
 			if ok && seen[faultItem{w, i}] == 0 {
 				r.lost++
 				note("lost %+v", faultItem{w, i})
@@ -558,6 +572,28 @@ func faultList(t *testing.T, raw redis.Cmdable, name string) []faultItem {
 	var items []faultItem
 	require.NoError(t, json.Unmarshal(rec.Value, &items), "%s holds %.200s", name, stored)
 	return items
+}
+
+// faultLogItems returns the items of the Log name, read from the server.
+func faultLogItems(t *testing.T, raw redis.Cmdable, name string) []faultItem {
+	t.Helper()
+	elements, err := raw.LRange(context.Background(), faultPrefix+name, 0, -1).Result()
+	require.NoError(t, err)
+	items := make([]faultItem, len(elements))
+	for i, e := range elements {
+		rec, err := memory.RecordOf([]byte(e))
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(rec.Value, &items[i]), "%s holds %.200s", name, e)
+	}
+	return items
+}
+
+// count is 1 for true, 0 for false.
+func count(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // faultCounter returns the integer value of name on the server, 0 when
@@ -1212,5 +1248,23 @@ func TestFaultSetIfAbsentLostReply(t *testing.T) {
 	ok, err = m.SetIfAbsent(ctx, "lock", "again")
 	require.NoError(t, err)
 	require.False(t, ok)
+	require.NoError(t, m.Close())
+}
+
+// TestFaultLogAppendLostReply loses the reply of a Log append that the
+// server applied, twice in a row: the append sent again finds its element
+// at the end of the log, and the log holds it once.
+func TestFaultLogAppendLostReply(t *testing.T) {
+	srv := redisserver.Start(t)
+	proxy := faultproxy.Start(t, srv.Addr)
+	m := faultMemory(t, faultClient(t, proxy.Addr()))
+	log := memory.LogOf[faultItem](m, "history")
+	require.NoError(t, log.Append(ctx, faultItem{0, 0})) // the connection's handshake is done
+
+	proxy.ResetNextReplies(2)
+	require.NoError(t, log.Append(ctx, faultItem{0, 1}, faultItem{0, 2}), "queued: its outcome is not known")
+	require.Equal(t, 2, proxy.Stats().RepliesReset, "two replies lost: the first send's and the resend's")
+	require.NoError(t, m.Flush(ctx))
+	require.Equal(t, []faultItem{{0, 0}, {0, 1}, {0, 2}}, faultLogItems(t, adminClient(t, srv.Addr), "history"))
 	require.NoError(t, m.Close())
 }

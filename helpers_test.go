@@ -37,7 +37,7 @@ func newMemory(t *testing.T, addr string, opts ...memory.Option) *memory.Memory 
 // cleanup: the view of another process.
 func rawClient(t *testing.T, addr string) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: addr})
+	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -109,7 +109,7 @@ func (h *roundTrips) reset() {
 // every dial at once, for up to a second, after PoolSize failed ones.
 func countedMemory(t *testing.T, addr string, opts ...memory.Option) (*memory.Memory, *roundTrips) {
 	t.Helper()
-	client := redis.NewClient(&redis.Options{Addr: addr, DialerRetries: 1, MaxRetries: 1})
+	client := redis.NewClient(&redis.Options{Addr: addr, DialerRetries: 1, MaxRetries: 1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { client.Close() })
 	require.NoError(t, client.Ping(ctx).Err())
 	_, err := client.Pipelined(ctx, func(p redis.Pipeliner) error { return p.Ping(ctx).Err() })

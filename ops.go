@@ -45,6 +45,9 @@ type op struct {
 	stamp int64         // last_modified
 	ttl   time.Duration // > 0: give the key this TTL; 0: keep the key's; < 0: none
 	args  []any
+	// again, when not nil, are the arguments in place of args when the
+	// operation is sent again: for a log, the search for its element.
+	again []any
 }
 
 // Outcomes of an op, as the script replies.
@@ -75,6 +78,15 @@ var errResultLost = errors.New("it applied, but its result was too large to keep
 func (o *op) run(ctx context.Context, c *conn, key string) (opReply, error) {
 	cmd := c.run(ctx, opsScript, []string{key}, o.argv()...)
 	return o.reply(key, cmd)
+}
+
+// resend is run for a send after one whose outcome is not known.
+func (o *op) resend(ctx context.Context, c *conn, key string) (opReply, error) {
+	again := *o
+	if o.again != nil {
+		again.args = o.again
+	}
+	return again.run(ctx, c, key)
 }
 
 func (o *op) argv() []any {

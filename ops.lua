@@ -27,10 +27,11 @@
 -- value the operation can change), RANGE (an index or a number out of
 -- range), EMPTY (pop of an empty list).
 --
--- Some operations carry no identity. put, expire and persist are
--- last-writer-wins, for the offline queue: put and expire reply 1 when they
--- changed the key, 0 when it holds a newer value, or already this one.
--- setnx tells its own write by its bytes.
+-- Some operations carry no identity. put, logput, expire and persist are
+-- last-writer-wins, for the offline queue and Restore: they reply 1 when
+-- they changed the key, 0 when it holds a newer value, or already this one.
+-- setnx tells its own write by its bytes. The log operations work on a
+-- Redis list of envelopes rather than on one.
 --
 -- The script is run on every call from the top: what only some operations
 -- need is made in their branch, so that the others do not pay for it.
@@ -616,6 +617,68 @@ local function run()
 		end
 		set(value)
 		return 1
+	elseif op == 'logappend' then
+		-- A log is a Redis list of envelopes, one per item. ARGV[6]: "1"
+		-- when an earlier send may have applied, and the log is searched
+		-- for its last element from the end; ARGV[7] and on, the items'
+		-- JSON texts. The elements carry the operation's identity, so that
+		-- no other writer's element is the same. The result is the length.
+		local function element(v)
+			return '{"value": ' .. v .. ', "ops": "' .. id .. '", "last_modified": ' .. stamp .. '}'
+		end
+		if ARGV[6] == '1' then
+			local at = redis.pcall('LPOS', key, element(ARGV[#ARGV]), 'RANK', -1)
+			if type(at) == 'table' then
+				refuse('DECODE', at.err)
+			elseif at then
+				return {2, ''}
+			end
+		end
+		local n = 0
+		for from = 7, #ARGV, 1000 do
+			local elements = {}
+			for i = from, math.min(from + 999, #ARGV) do
+				elements[#elements + 1] = element(ARGV[i])
+			end
+			n = redis.pcall('RPUSH', key, unpack(elements))
+			if type(n) == 'table' then
+				refuse('DECODE', n.err)
+			end
+		end
+		if ttl ~= '0' and ttl ~= '-1' then
+			redis.call('PEXPIRE', key, ttl)
+		end
+		return {1, tostring(n), '', '', stamp}
+	elseif op == 'logtrim' then
+		-- ARGV[6]: how many of the newest elements to keep.
+		local keep = tonumber(ARGV[6])
+		local done = keep > 0 and redis.pcall('LTRIM', key, -keep, -1) or redis.pcall('DEL', key)
+		if type(done) == 'table' and done.err then
+			refuse('DECODE', done.err)
+		end
+		return {1, '', '', '', stamp}
+	elseif op == 'logput' then
+		-- ARGV[6] and on: the elements of a log, as stored, to replace
+		-- whatever the key holds, unless it holds something newer than
+		-- the call: a log whose last element is, or a value that is.
+		local kind = redis.call('TYPE', key).ok
+		local n
+		if kind == 'list' then
+			n = string.match(redis.call('LINDEX', key, -1) or '', '"last_modified"%s*:%s*(%d+)%s*}%s*$') or '0'
+		elseif kind == 'string' then
+			n = held()
+		end
+		if n and greater(n, stamp) then
+			return 0
+		end
+		redis.call('DEL', key)
+		for from = 6, #ARGV, 1000 do
+			redis.call('RPUSH', key, unpack(ARGV, from, math.min(from + 999, #ARGV)))
+		end
+		if ttl ~= '0' and ttl ~= '-1' then
+			redis.call('PEXPIRE', key, ttl)
+		end
+		return 1
 	elseif op == 'setnx' then
 		-- ARGV[6]: the string to store, if the key has none. Replies 1
 		-- when it stored it, 2 when the key holds that very string
@@ -650,7 +713,7 @@ local function run()
 	return redis.error_reply('ERR memory: unknown operation ' .. op)
 end
 
-if not writer and op ~= 'put' and op ~= 'expire' and op ~= 'persist' and op ~= 'setnx' then
+if not writer and op ~= 'put' and op ~= 'logput' and op ~= 'expire' and op ~= 'persist' and op ~= 'setnx' then
 	return redis.error_reply('ERR memory: operation ' .. op .. ' without an identity: ' .. id)
 end
 local ok, reply = pcall(run)

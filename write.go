@@ -72,7 +72,7 @@ func (m *Memory) edit(ctx context.Context, opName, key string, o op, local local
 		if err != nil && dropped(err) && ctx.Err() == nil {
 			// The connection broke, maybe after the server applied it:
 			// send it again, now, and the record of operations tells.
-			reply, err = w.op.run(ctx, m.s.conn, key)
+			reply, err = w.op.resend(ctx, m.s.conn, key)
 		}
 		if err == nil || !m.unknown(ctx, err) {
 			w.settled()
@@ -187,4 +187,14 @@ func errOffline(op, key string, cause error) error {
 		return fmt.Errorf("%w: %s %q: the server is lost and the value not known here", ErrUnavailable, op, key)
 	}
 	return fmt.Errorf("%w: %s %q: not known here: %w", ErrUnavailable, op, key, cause)
+}
+
+// reachable returns an error wrapping ErrUnavailable, for a read by op of
+// key that needs the server, while the server is known to be lost: only the
+// flusher tries it then.
+func (m *Memory) reachable(op, key string) error {
+	if m.s.queue && m.s.link.lost.Load() {
+		return errOffline(op, key, nil)
+	}
+	return nil
 }

@@ -107,9 +107,13 @@ type opWrite struct {
 	local localChange // nil when it cannot be computed here
 }
 
-func (w *opWrite) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+func (w *opWrite) deliver(ctx context.Context, c *conn, key string, resent bool) error {
 	w.op.low = w.store.lowest(key, w.op.id.seq)
-	_, err := w.op.run(ctx, c, key)
+	send := w.op.run
+	if resent {
+		send = w.op.resend
+	}
+	_, err := send(ctx, c, key)
 	return err
 }
 

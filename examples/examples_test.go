@@ -32,6 +32,7 @@ var examples = map[string][]string{ // name: lines its output must hold
 		"  worker-0: 25 messages in history, progress 25",
 		"  worker-3: 25 messages in history, progress 25",
 		"nothing was lost",
+		"context window: the last 8 of 100 messages",
 	},
 	"structbind": {
 		"saved under example:structbind:conv_7:: [history prefs started_at step user]",

@@ -50,6 +50,7 @@ func keys(ctx context.Context, c *cli, _ []string) error {
 		for _, name := range names {
 			p.Get(bctx, c.mem.Prefix()+name)
 			p.PTTL(bctx, c.mem.Prefix()+name)
+			p.Type(bctx, c.mem.Prefix()+name)
 		}
 		return nil
 	})
@@ -63,9 +64,12 @@ func keys(ctx context.Context, c *cli, _ []string) error {
 	}
 	rows := make([]row, len(names))
 	for i, name := range names {
-		record, _ := memory.RecordOf([]byte(cmds[2*i].(*redis.StringCmd).Val()))
-		ttl := cmds[2*i+1].(*redis.DurationCmd).Val()
+		record, _ := memory.RecordOf([]byte(cmds[3*i].(*redis.StringCmd).Val()))
+		ttl := cmds[3*i+1].(*redis.DurationCmd).Val()
 		rows[i] = row{Name: name, Type: jsonType(record.Value), TTLms: -1}
+		if cmds[3*i+2].(*redis.StatusCmd).Val() == "list" {
+			rows[i].Type = "log"
+		}
 		if ttl > 0 {
 			rows[i].TTLms = ttl.Milliseconds()
 		}
@@ -114,6 +118,8 @@ func get(ctx context.Context, c *cli, args []string) error {
 	name := args[0]
 	stored, err := c.stored(ctx, name)
 	switch {
+	case redis.HasErrorPrefix(errors.Unwrap(err), "WRONGTYPE"):
+		return c.getLog(ctx, name)
 	case err != nil:
 		return err
 	case stored == nil:
@@ -137,6 +143,46 @@ func get(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	_, err = fmt.Fprintln(c.stdout, pretty.String())
+	return err
+}
+
+// getLog prints the items of the log name: their values, as one indented
+// JSON array (--json: their records; --raw: the elements as stored, one a
+// line).
+func (c *cli) getLog(ctx context.Context, name string) error {
+	key := c.mem.Prefix() + name
+	bctx, cancel := c.bounded(ctx)
+	defer cancel()
+	elements, err := c.mem.Client().LRange(bctx, key, 0, -1).Result()
+	if err != nil {
+		return &memory.DecodeError{Key: key, Err: fmt.Errorf("neither a string nor a log: %w", err)}
+	}
+	if c.opts.raw {
+		for _, e := range elements {
+			fmt.Fprintln(c.stdout, e)
+		}
+		return nil
+	}
+	var values []json.RawMessage
+	var log []memory.Record
+	for i, e := range elements {
+		r, err := memory.RecordOf([]byte(e))
+		if err != nil {
+			return &memory.DecodeError{Key: key, Err: fmt.Errorf("item %d: %w (--raw shows the stored elements)", i, err)}
+		}
+		values, log = append(values, r.Value), append(log, r)
+	}
+	if c.opts.json {
+		return json.NewEncoder(c.stdout).Encode(struct {
+			Name string          `json:"name"`
+			Log  []memory.Record `json:"log"`
+		}{name, log})
+	}
+	all, err := json.MarshalIndent(values, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.stdout, "%s\n", all)
 	return err
 }
 
@@ -342,7 +388,18 @@ func writeDocument(w io.Writer, prefix string, records map[string]memory.Record)
 			bw.WriteString(",")
 		}
 		r := records[name]
-		fmt.Fprintf(bw, "\n    %s: {\"value\": %s, \"last_modified\": %d}", quote(name), r.Value, r.LastModified)
+		if r.Log == nil {
+			fmt.Fprintf(bw, "\n    %s: {\"value\": %s, \"last_modified\": %d}", quote(name), r.Value, r.LastModified)
+			continue
+		}
+		fmt.Fprintf(bw, "\n    %s: {\"last_modified\": %d, \"log\": [", quote(name), r.LastModified)
+		for j, item := range r.Log {
+			if j > 0 {
+				bw.WriteString(",")
+			}
+			fmt.Fprintf(bw, "\n      {\"value\": %s, \"last_modified\": %d}", item.Value, item.LastModified)
+		}
+		bw.WriteString("\n    ]}")
 	}
 	if len(names) > 0 {
 		bw.WriteString("\n  ")

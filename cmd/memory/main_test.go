@@ -468,3 +468,26 @@ func TestWatch(t *testing.T) {
 	go io.Copy(io.Discard, out)
 	require.Equal(t, exitOK, <-code, "an interrupt ends watch with success")
 }
+
+func TestLogs(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		m := newMemory(t, addr, "app:")
+		log := memory.LogOf[map[string]string](m, "conv")
+		require.NoError(t, log.Append(ctx, map[string]string{"role": "user", "text": "hi"}, map[string]string{"role": "agent", "text": "hello"}))
+		require.NoError(t, m.Set(ctx, "n", 1))
+
+		require.Equal(t, "NAME  TYPE    TTL\nconv  log     -\nn     number  -\n", ok(t, addr, "--prefix=app:", "keys"))
+		require.Equal(t, "[\n  {\n    \"role\": \"user\",\n    \"text\": \"hi\"\n  },\n  {\n    \"role\": \"agent\",\n    \"text\": \"hello\"\n  }\n]\n",
+			ok(t, addr, "--prefix=app:", "get", "conv"), "get shows a log's items")
+		raw := ok(t, addr, "--prefix=app:", "get", "--raw", "conv")
+		require.Len(t, strings.Split(strings.TrimSpace(raw), "\n"), 2, "one stored element a line")
+
+		file := filepath.Join(t.TempDir(), "dump.json")
+		ok(t, addr, "--prefix=app:", "dump", "-o", file)
+		ok(t, addr, "--prefix=app:", "clear", "--yes")
+		require.Contains(t, ok(t, addr, "--prefix=app:", "restore", file), "restored 2 of 2")
+		all, err := log.All(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []map[string]string{{"role": "user", "text": "hi"}, {"role": "agent", "text": "hello"}}, all)
+	})
+}

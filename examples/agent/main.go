@@ -1,7 +1,9 @@
 // Agent: a conversation memory shared by several workers. Each conversation
 // has its own scope; workers, each with its own connection as separate pods
-// would have, append messages and count turns at the same time, and nothing
-// is lost.
+// would have, append messages to the conversation's log, record their
+// progress and count turns at the same time, and nothing is lost. The
+// model's context window is the log's last few messages, read in one round
+// trip however long the conversation grows.
 //
 //	go run ./examples/agent
 //
@@ -30,6 +32,7 @@ const (
 	prefix            = "example:agent:"
 	workers           = 4
 	messagesPerWorker = 25
+	contextWindow     = 8 // messages the model sees
 )
 
 func main() {
@@ -54,7 +57,8 @@ func main() {
 
 	conv, err := mem.Scope("conv_42")
 	check(err)
-	history, err := memory.ListOf[Message](conv, "history").All(ctx)
+	log := memory.LogOf[Message](conv, "history")
+	history, err := log.All(ctx)
 	check(err)
 	progress, err := memory.MapOf[int](conv, "progress").All(ctx)
 	check(err)
@@ -75,6 +79,9 @@ func main() {
 	if len(history) == workers*messagesPerWorker && turns == len(history) {
 		fmt.Println("nothing was lost")
 	}
+	window, err := log.Last(ctx, contextWindow)
+	check(err)
+	fmt.Printf("context window: the last %d of %d messages\n", len(window), len(history))
 	// The namespace was empty: clearing the scope removes only what this
 	// example wrote.
 	_, err = conv.Clear(ctx)
@@ -82,17 +89,19 @@ func main() {
 	check(mem.Close())
 }
 
-// work appends messages to the shared conversation, records its progress in
-// a map and counts turns, each change atomic across all workers.
+// work appends messages to the shared conversation's log, records its
+// progress in a map and counts turns with Incr, each change atomic across
+// all workers.
 func work(ctx context.Context, mem *memory.Memory, worker string) {
 	conv, err := mem.Scope("conv_42")
 	check(err)
-	history := memory.ListOf[Message](conv, "history")
+	history := memory.LogOf[Message](conv, "history")
 	progress := memory.MapOf[int](conv, "progress")
 	for seq := range messagesPerWorker {
 		check(history.Append(ctx, Message{Worker: worker, Seq: seq, Text: fmt.Sprintf("note %d from %s", seq, worker)}))
 		check(progress.Set(ctx, worker, seq+1))
-		check(memory.Update(ctx, conv, "turns", func(n *int) error { *n++; return nil }))
+		_, err := conv.Incr(ctx, "turns", 1)
+		check(err)
 	}
 }
 
