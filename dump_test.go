@@ -92,7 +92,7 @@ func TestRestoreBatches(t *testing.T) {
 		}
 		raw := rawClient(t, addr)
 		require.NoError(t, raw.Set(ctx, "test:s1:k1", `{"value": "newer", "last_modified": 99999}`, 0).Err())
-		m, trips := countedMemory(t, addr)
+		m, trips := countedMemory(t, addr, memory.WithTimeout(10*time.Second)) // miniredis runs scripts slowly under -race
 		written, err := m.Restore(ctx, records, false)
 		require.NoError(t, err)
 		require.Equal(t, n-1, written, "all but the record the server holds newer")
