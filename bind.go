@@ -313,8 +313,7 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 		err := m.saveAll(ctx, keys, saved, values)
 		if err == nil {
 			for j, i := range saved {
-				k, _ := newPut(j).apply(known{}, true)
-				m.s.link.store.remember(keys[i], k.stored, k.expires, true)
+				m.s.link.store.rememberPut(keys[i], newPut(j))
 			}
 			return nil
 		}
@@ -421,7 +420,7 @@ func (m *Memory) Load(ctx context.Context, dst any) error {
 		return err
 	}
 	var cause error
-	if !m.s.queue || !m.s.link.lost.Load() {
+	if !m.lost() {
 		cmds, err := m.s.conn.getAll(ctx, keys)
 		// Exec reports the first failed command, a miss included: only an
 		// error that is no reply of the server's fails them all.

@@ -237,10 +237,10 @@ func splitEnvelope(data []byte) (value []byte, record string, lastModified int64
 }
 
 // isRecord reports whether b holds only what records of operations hold:
-// letters, digits, '.' and ' '.
+// letters, digits, '.', ' ' and '!'.
 func isRecord(b []byte) bool {
 	for _, c := range b {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == ' ') {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == ' ' || c == '!') {
 			return false
 		}
 	}

@@ -101,6 +101,20 @@ func TestListExtendsForeignWriters(t *testing.T) {
 	})
 }
 
+// TestListAfterAnotherWriterSet checks that an append does not make this
+// process believe it knows a list that another process replaced with a
+// whole value meanwhile: the Update after it starts from the server's list.
+func TestListAfterAnotherWriterSet(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		mine, other := newMemory(t, addr), newMemory(t, addr)
+		require.NoError(t, mine.Set(ctx, "l", []int{1}))
+		require.NoError(t, other.Set(ctx, "l", []int{7, 8, 9}))
+		require.NoError(t, memory.ListOf[int](mine, "l").Append(ctx, 4))
+		require.NoError(t, memory.Update(ctx, mine, "l", func(v *[]int) error { *v = append(*v, 5); return nil }))
+		requireList(t, memory.ListOf[int](other, "l"), 7, 8, 9, 4, 5)
+	})
+}
+
 func TestMap(t *testing.T) {
 	eachServer(t, func(t *testing.T, addr string) {
 		m := newMemory(t, addr)

@@ -289,7 +289,7 @@ func goroutines() int {
 func flushers() int {
 	n := 0
 	for _, stack := range stacks() {
-		if strings.Contains(stack, "created by github.com/redis-memory/memory.(*link).enqueue") {
+		if strings.Contains(stack, "created by github.com/redis-memory/memory.(*link).startFlusher") {
 			n++
 		}
 	}

@@ -76,7 +76,7 @@ func (m *Memory) TTL(ctx context.Context, name string) (time.Duration, error) {
 		return 0, err
 	}
 	var cause error
-	if !m.s.link.queue.has(key) && (!m.s.queue || !m.s.link.lost.Load()) {
+	if !m.s.link.queue.has(key) && !m.lost() {
 		ms, err := m.s.conn.read(ctx, "pttl", key).Int64()
 		switch {
 		case err == nil && ms == -2:

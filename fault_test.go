@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -952,9 +954,10 @@ func TestFaultFlushBounded(t *testing.T) {
 
 // TestFaultPendingExact has two Memory values over one client and one
 // prefix queue writes while the server refuses connections: each one's
-// Pending is never negative, and their sum is the number of entries queued,
-// one per name for Set, Delete and Expire, one per list, map or Update
-// operation. Once the server is back and both Flush, both are 0.
+// Pending is never negative, and their sum is the number of entries queued:
+// a Set, Delete or Expire merges with the entry before it of the same name
+// when that is the same Memory's, and each list, map or Update operation is
+// one entry. Once the server is back and both Flush, both are 0.
 func TestFaultPendingExact(t *testing.T) {
 	srv := redisserver.Start(t)
 	proxy := faultproxy.Start(t, srv.Addr)
@@ -991,10 +994,12 @@ func TestFaultPendingExact(t *testing.T) {
 	require.Equal(t, 1, m1.Pending()+m2.Pending())
 	require.Positive(t, proxy.Stats().Resets, "the fault: connections were refused")
 
-	// A scripted sequence, with the exact count after each step: the last
-	// Set, Delete or Expire of a name holds its one entry.
+	// A scripted sequence, with the exact count after each step. A Set,
+	// Delete or Expire of a name merges with the last entry of the name if
+	// it is the same Memory's: entries of different Memories stay apart, so
+	// that the one a Close drops holds nothing of the other's.
 	want := [2]int{1, 0}
-	owner := map[string]int{"s0": 0}
+	last := map[string]int{"s0": 0} // whose is the last entry of each name
 	check := func(step string) {
 		t.Helper()
 		p1, p2 := m1.Pending(), m2.Pending()
@@ -1005,11 +1010,10 @@ func TestFaultPendingExact(t *testing.T) {
 	lww := func(i int, name string, do func(m *memory.Memory) error) {
 		t.Helper()
 		require.NoError(t, do(mems[i]))
-		if o, ok := owner[name]; ok {
-			want[o]--
+		if o, ok := last[name]; !ok || o != i {
+			want[i]++
 		}
-		owner[name] = i
-		want[i]++
+		last[name] = i
 	}
 	opOf := func(i int, do func(m *memory.Memory) error) {
 		t.Helper()
@@ -1048,13 +1052,13 @@ func TestFaultPendingExact(t *testing.T) {
 	for i, m := range mems {
 		wg.Go(func() {
 			for k := range 100 {
-				_ = m.Set(tctx, fmt.Sprintf("c%d", k%10), k)
+				_ = m.Set(tctx, fmt.Sprintf("c%d-%d", i, k%10), k)
 				_ = memory.ListOf[int](m, "l2").Append(tctx, i*1000+k)
 			}
 		})
 	}
 	wg.Wait()
-	total := want[0] + want[1] + 10 + 200
+	total := want[0] + want[1] + 20 + 200
 	require.Equal(t, total, m1.Pending()+m2.Pending(), "after concurrent writes: %d + %d", m1.Pending(), m2.Pending())
 	require.True(t, m1.Pending() >= 0 && m2.Pending() >= 0)
 
@@ -1267,4 +1271,65 @@ func TestFaultLogAppendLostReply(t *testing.T) {
 	require.NoError(t, m.Flush(ctx))
 	require.Equal(t, []faultItem{{0, 0}, {0, 1}, {0, 2}}, faultLogItems(t, adminClient(t, srv.Addr), "history"))
 	require.NoError(t, m.Close())
+}
+
+// evalshaCalls finds the count of EVALSHA runs in INFO commandstats.
+var evalshaCalls = regexp.MustCompile(`cmdstat_evalsha:calls=(\d+)`)
+
+// TestFaultCopyAfterResend holds back the first send of a write until after
+// its resend applied and the writer wrote again: the copy, arriving last,
+// finds the write recorded, and it applies once.
+func TestFaultCopyAfterResend(t *testing.T) {
+	tests := []struct {
+		name  string
+		write func(m *memory.Memory, i int) error
+		check func(t *testing.T, raw redis.Cmdable)
+	}{
+		{"list append", func(m *memory.Memory, i int) error {
+			return memory.ListOf[faultItem](m, "k").Append(ctx, faultItem{0, i})
+		}, func(t *testing.T, raw redis.Cmdable) {
+			require.Equal(t, []faultItem{{0, 0}, {0, 1}, {0, 2}}, faultList(t, raw, "k"))
+		}},
+		{"log append", func(m *memory.Memory, i int) error {
+			return memory.LogOf[faultItem](m, "k").Append(ctx, faultItem{0, i})
+		}, func(t *testing.T, raw redis.Cmdable) {
+			require.Equal(t, []faultItem{{0, 0}, {0, 1}, {0, 2}}, faultLogItems(t, raw, "k"))
+		}},
+		{"incr", func(m *memory.Memory, i int) error {
+			_, err := m.Incr(ctx, "k", int64(min(i, 1)))
+			return err
+		}, func(t *testing.T, raw redis.Cmdable) {
+			n, err := faultCounter(t, raw, "k")
+			require.NoError(t, err)
+			require.Equal(t, 2, n)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := redisserver.Start(t)
+			proxy := faultproxy.Start(t, srv.Addr)
+			admin := adminClient(t, srv.Addr)
+			m := faultMemory(t, faultClient(t, proxy.Addr()))
+			require.NoError(t, tt.write(m, 0)) // the script is loaded, the value known
+			runs := func() int {
+				t.Helper()
+				m := evalshaCalls.FindStringSubmatch(admin.Info(ctx, "commandstats").Val())
+				require.NotNil(t, m, "EVALSHA in INFO commandstats")
+				n, _ := strconv.Atoi(m[1])
+				return n
+			}
+			before := runs()
+
+			proxy.DelayNext([]byte(faultPrefix+"k\r\n"), 5*faultTimeout)
+			require.NoError(t, tt.write(m, 1), "queued: its outcome is not known")
+			require.Equal(t, 1, proxy.Stats().Delayed)
+			require.NoError(t, m.Flush(ctx))
+			require.NoError(t, tt.write(m, 2))
+			require.Equal(t, before+2, runs(), "the resend and the next write ran, the first send not yet")
+
+			require.Eventually(t, func() bool { return runs() == before+3 }, 10*time.Second, time.Millisecond, "the first send arrives")
+			tt.check(t, admin)
+			require.NoError(t, m.Close())
+		})
+	}
 }

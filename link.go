@@ -77,8 +77,8 @@ func newWriter() string {
 // and the lowest seq of this process's operations on key whose outcome it
 // does not know, which the server need remember no longer than that.
 func (l *link) begin(key string) (opID, uint64) {
-	id := opID{l.writer, l.seq.Add(1)}
-	return id, l.store.begin(key, id.seq)
+	seq, low := l.store.begin(key, func() uint64 { return l.seq.Add(1) })
+	return opID{l.writer, seq}, low
 }
 
 // release counts one user of l less; the last one stops the flusher and
@@ -126,6 +126,12 @@ func (l *link) enqueue(entries ...*entry) error {
 	if err := l.queue.add(entries...); err != nil {
 		return err
 	}
+	l.startFlusher()
+	return nil
+}
+
+// startFlusher starts the flusher unless it runs.
+func (l *link) startFlusher() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.done == nil && l.refs > 0 {
@@ -133,7 +139,6 @@ func (l *link) enqueue(entries ...*entry) error {
 		l.stop, l.done = stop, make(chan struct{})
 		go l.flusher(ctx, l.done)
 	}
-	return nil
 }
 
 // flusher delivers the queue, and while the server is lost, probes it with
@@ -205,11 +210,14 @@ func (l *link) failed(acct *account, err error) {
 	}
 }
 
-// lose marks the server lost, as err showed it.
+// lose marks the server lost, as err showed it, and makes sure the
+// flusher runs, which alone finds it back.
 func (l *link) lose(acct *account, err error) {
 	if !l.lost.Swap(true) {
 		acct.log.Warn("memory: server lost; queueing writes", "err", err)
 	}
+	l.queue.seen(acct)
+	l.startFlusher()
 	l.queue.signal()
 }
 

@@ -42,10 +42,9 @@ func (l *Log[T]) Append(ctx context.Context, items ...T) error {
 	if err != nil {
 		return err
 	}
-	o := op{name: "logappend", args: make([]any, 1+len(values)), again: make([]any, 1+len(values))}
-	o.args[0], o.again[0] = "0", "1"
+	o := op{name: "logappend", args: make([]any, len(values))}
 	for i, v := range values {
-		o.args[1+i], o.again[1+i] = v, v
+		o.args[i] = v
 	}
 	_, err = l.m.edit(ctx, "log append", key, o, nil, false)
 	return err

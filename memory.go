@@ -239,23 +239,24 @@ func (m *Memory) SetIfAbsent(ctx context.Context, name string, value any) (bool,
 	if !m.direct(key) {
 		return false, fmt.Errorf("%w: set if absent %q: it needs the server, and this process's writes to it wait in the queue", ErrUnavailable, key)
 	}
-	err = m.s.conn.write(ctx, setArgs(key, stored, m.s.ttl, "nx")...).Err()
-	wrote := err == nil
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
-	if err != nil && dropped(err) && ctx.Err() == nil {
-		o := op{name: "setnx", stamp: stamp, ttl: cmp.Or(m.s.ttl, -1), args: []any{stored}}
-		var reply opReply
-		reply, err = o.run(ctx, m.s.conn, key)
-		wrote = err == nil && reply.outcome != conflicted
-	}
+	wrote, err := again(ctx,
+		func() (bool, error) {
+			err := m.s.conn.write(ctx, setArgs(key, stored, m.s.ttl, "nx")...).Err()
+			if errors.Is(err, redis.Nil) {
+				return false, nil
+			}
+			return err == nil, err
+		},
+		func() (bool, error) {
+			o := op{name: "setnx", stamp: stamp, ttl: cmp.Or(m.s.ttl, -1), args: []any{stored}}
+			reply, err := o.run(ctx, m.s.conn, key)
+			return err == nil && reply.outcome != conflicted, err
+		})
 	if err != nil {
 		return false, readError(ctx, "set if absent", key, err)
 	}
 	if wrote {
-		k, _ := (&put{value: stored, ttl: cmp.Or(m.s.ttl, -1)}).apply(known{}, true)
-		m.s.link.store.remember(key, k.stored, k.expires, true)
+		m.s.link.store.rememberPut(key, &put{value: stored, ttl: cmp.Or(m.s.ttl, -1)})
 	}
 	return wrote, nil
 }
@@ -426,10 +427,13 @@ func (m *Memory) flush(ctx context.Context, op string) error {
 	q := m.s.link.queue
 	q.hurry()
 	err := q.wait(ctx, m.s.acct, m.s.link.lost.Load)
-	if err == nil {
-		err = q.failure()
+	if cause := q.failure(); cause != nil {
+		err = cause // why the writes did not get through, rather than that time ran out
 	}
 	n := m.s.acct.pending.Load()
+	if err == nil {
+		err = errors.New("not delivered yet")
+	}
 	switch {
 	case n == 0:
 		return nil
@@ -479,6 +483,7 @@ func (m *Memory) Close() error {
 	if !m.s.closed.CompareAndSwap(false, true) {
 		return fmt.Errorf("%w: close %q", ErrClosed, m.prefix)
 	}
+	m.s.link.queue.close(m.s.acct)
 	var err error
 	if m.Pending() > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), m.s.closeTimeout)

@@ -45,9 +45,10 @@ type op struct {
 	stamp int64         // last_modified
 	ttl   time.Duration // > 0: give the key this TTL; 0: keep the key's; < 0: none
 	args  []any
-	// again, when not nil, are the arguments in place of args when the
-	// operation is sent again: for a log, the search for its element.
-	again []any
+	// resent says that an earlier send of the operation may have applied:
+	// the server then keeps its record a while, for a copy of that send
+	// still on its way.
+	resent bool
 }
 
 // Outcomes of an op, as the script replies.
@@ -62,6 +63,7 @@ type opReply struct {
 	outcome int
 	result  []byte // the operation's result: an element, a number
 	before  string // the record before the operation
+	prior   string // the last_modified before it, as digits; "" when the key was absent
 	record  string // the record after it
 	stamp   int64  // the last_modified after it
 	current []byte // a conflict's current string; nil when the key is absent
@@ -83,9 +85,7 @@ func (o *op) run(ctx context.Context, c *conn, key string) (opReply, error) {
 // resend is run for a send after one whose outcome is not known.
 func (o *op) resend(ctx context.Context, c *conn, key string) (opReply, error) {
 	again := *o
-	if o.again != nil {
-		again.args = o.again
-	}
+	again.resent = true
 	return again.run(ctx, c, key)
 }
 
@@ -94,7 +94,11 @@ func (o *op) argv() []any {
 	if o.ttl >= 0 {
 		ttl = strconv.FormatInt(max(o.ttl.Milliseconds(), min(int64(o.ttl), 1)), 10) // 0 keeps the key's
 	}
-	return append([]any{o.name, o.id.String(), strconv.FormatUint(o.low, 10),
+	id := o.id.String()
+	if o.resent {
+		id += "!"
+	}
+	return append([]any{o.name, id, strconv.FormatUint(o.low, 10),
 		strconv.FormatInt(o.stamp, 10), ttl}, o.args...)
 }
 
@@ -107,7 +111,11 @@ func (o *op) reply(key string, cmd *redis.Cmd) (opReply, error) {
 	case int64: // put and expire
 		return opReply{outcome: int(v)}, nil
 	case []any:
-		return parseReply(v)
+		r, err := parseReply(v)
+		if err != nil {
+			err = fmt.Errorf("memory: %s %q: %w", o.name, key, err)
+		}
+		return r, err
 	}
 	return opReply{}, fmt.Errorf("memory: %s %q: unexpected reply %v", o.name, key, v)
 }
@@ -132,6 +140,7 @@ func parseReply(v []any) (opReply, error) {
 		r.result = []byte(text(1))
 		r.before, r.record = text(2), text(3)
 		r.stamp, _ = strconv.ParseInt(text(4), 10, 64)
+		r.prior = text(5)
 	case duplicate:
 		result := text(1)
 		if result == "z" {
@@ -139,7 +148,7 @@ func parseReply(v []any) (opReply, error) {
 		}
 		decoded, err := hex.DecodeString(result)
 		if err != nil {
-			return r, fmt.Errorf("memory: a recorded result %q is not hex: %w", result, err)
+			return r, fmt.Errorf("the result the server recorded, %q, is not hex: %w", result, err)
 		}
 		r.result = decoded
 	}
@@ -159,7 +168,7 @@ func refusal(key string, err error) error {
 	case "EMPTY":
 		return fmt.Errorf("%w: %s", ErrNotFound, msg)
 	case "RANGE":
-		return errors.New(msg)
+		return err // the index or the number out of range, as the script says
 	case "WRONGTYPE":
 		return &DecodeError{Key: key, Err: err}
 	}

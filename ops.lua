@@ -2,7 +2,8 @@
 -- loaded once, that applies a change to one key atomically and exactly once.
 --
 -- KEYS[1] is the key. ARGV[1] names the operation; ARGV[2] is its identity,
--- "writer.seq"; ARGV[3] the lowest seq of the writer's operations on the key
+-- "writer.seq", followed by "!" when an earlier send of it may have applied
+-- (it is sent again); ARGV[3] the lowest seq of the writer's operations on the key
 -- whose outcome the writer does not know yet; ARGV[4] the operation's
 -- last_modified, in decimal digits of Unix nanoseconds; ARGV[5] the TTL to
 -- give the key in milliseconds, "0" to keep its own, "-1" for none;
@@ -14,13 +15,16 @@
 --
 -- where R records the identities of recent operations, so that one sent
 -- again, after its reply was lost, is recognised as applied even when other
--- writers changed the value since. The Python library reads such a value as
+-- writers changed the value since. An entry of R is "writer.seq.time",
+-- time in Unix seconds, then "." and the result, hex-encoded, if the
+-- operation has one, then "!" if it was sent again. The Python library reads such a value as
 -- any other, and writes {"value": V, "last_modified": N}, which these
 -- operations read too, as any layout of that object; any other JSON is a
 -- bare value. V is never decoded: the operations locate and splice its JSON
 -- text, so numbers keep every digit.
 --
--- Replies: {1, result, previous R, new R, new N} when applied; {2, result}
+-- Replies: {1, result, previous R, new R, new N, previous N} when applied,
+-- the previous N left out when the key was absent; {2, result}
 -- when the identity is in R already, the result hex-encoded; {0, the
 -- current string} when a compare-and-set found another value. Refusals are
 -- error replies, before anything is written: DECODE (the key holds no JSON
@@ -36,19 +40,23 @@
 -- The script is run on every call from the top: what only some operations
 -- need is made in their branch, so that the others do not pay for it.
 
-local key, op, id = KEYS[1], ARGV[1], ARGV[2]
-local writer, seq = string.match(id, '^(%w+)%.(%d+)$')
+local key, op = KEYS[1], ARGV[1]
+local writer, seq, again = string.match(ARGV[2], '^(%w+)%.(%d+)(!?)$')
+local id, resent = writer and writer .. '.' .. seq, again == '!'
 local low, stamp, ttl = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 
--- R keeps, beyond the identities their writers still need, those of the
--- last day and the last MAXRECORD operations: one sent again later than
--- that may apply twice. Ages are read from the writers' stamps.
-local HORIZON, MAXRECORD = 86400, 128
+-- R keeps the identities their writers still need: those of operations
+-- whose outcome the writer does not know yet, and for LINGER seconds those
+-- of operations sent again, of which a copy may still be on its way, sent
+-- before the one whose reply the writer had. Beyond that it keeps those of
+-- the last day and the last MAXRECORD operations: one sent again later
+-- than that may apply twice. Ages are read from the writers' stamps.
+local HORIZON, MAXRECORD, LINGER = 86400, 128, 120
 
 -- A result larger than MAXRESULT bytes is not kept in R: an operation that
 -- returns one, and is sent again after its reply was lost, is known to have
 -- applied, but its result is gone ("z").
-local MAXRESULT = 8192
+local MAXRESULT = 2048
 
 -- refuse ends the operation with an error reply of the given kind.
 local function refuse(kind, msg)
@@ -234,12 +242,16 @@ end
 -- of the end alone.
 local HEAD = '^%s*{%s*"value"%s*:%s*'
 local REVSTAMP = '^%s*}%s*(%d+)%s*:%s*"deifidom_tsal"%s*,%s*'
-local REVRECORD = '^"([%w%. ]*)"%s*:%s*"spo"%s*,%s*'
+local REVRECORD = '^"([%w%. !]*)"%s*:%s*"spo"%s*,%s*'
 
--- trailer finds the end of an envelope in that layout, reading windows of
--- growing size from the end of the string: read(from) returns it from the
--- 1-based index from. It returns the index where the value ends, the
--- record and the stamp, or nothing for another layout.
+-- trailer finds the end of an envelope in this library's layout, with its
+-- record right before its stamp, reading windows of growing size from the
+-- end of the string: read(from) returns it from the 1-based index from. It
+-- returns the index where the value ends, the record and the stamp, or
+-- nothing for another layout. Only this library writes a record, and only
+-- in this layout, so that what comes before it is the value: an envelope
+-- without a record, as the Python library writes it, may hold other
+-- members, and takes the general path.
 local function trailer(len, read)
 	for _, w in ipairs({512, 8192, 131072, len}) do
 		local from = math.max(1, len - w + 1)
@@ -253,9 +265,9 @@ local function trailer(len, read)
 			return len - f + 1, string.reverse(r), string.reverse(n)
 		end
 		-- A quote before the stamp may close a record that starts
-		-- before the window, or a value that is a string.
+		-- before the window.
 		if string.byte(rev, e + 1) ~= 34 or from == 1 then
-			return len - e + 1, '', string.reverse(n)
+			return nil
 		end
 	end
 end
@@ -282,7 +294,7 @@ local function split(s)
 			elseif name == 'last_modified' then
 				n = string.match(text, '^%d+$') or '0'
 			elseif name == 'ops' then
-				r = string.match(text, '^"([%w%. ]*)"$')
+				r = string.match(text, '^"([%w%. !]*)"$')
 			end
 		end
 		if v and n then
@@ -300,10 +312,15 @@ end
 
 -- find returns the result of this operation, hex-encoded, or "z" when it
 -- was too large to keep, if R records the operation.
+local ENTRY = '((%w+)%.(%d+)%.(%d+)%.?(%w*)(!?))'
+
+-- find returns the result of this operation, hex-encoded, or "z" when it
+-- was too large to keep, if R records the operation; and whether the entry
+-- is marked sent again.
 local function find(r)
-	for w, s, _, x in string.gmatch(r, '(%w+)%.(%d+)%.(%d+)%.?(%w*)') do
+	for _, w, s, _, x, mark in string.gmatch(r, ENTRY) do
 		if w == writer and s == seq then
-			return x
+			return x, mark == '!'
 		end
 	end
 end
@@ -314,18 +331,20 @@ end
 local function record(r, result)
 	local now = tonumber(string.sub(stamp, 1, -10)) or 0
 	local kept = {}
-	for e, w, s, t in string.gmatch(r, '((%w+)%.(%d+)%.(%d+)%.?%w*)') do
-		if not (w == writer and tonumber(s) < low) and tonumber(t) > now - HORIZON then
+	for e, w, s, t, _, mark in string.gmatch(r, ENTRY) do
+		t = tonumber(t)
+		local settled = w == writer and tonumber(s) < low and not (mark == '!' and t > now - LINGER)
+		if not settled and t > now - HORIZON then
 			kept[#kept + 1] = e
 		end
 	end
-	local entry = writer .. '.' .. seq .. '.' .. now
+	local entry = id .. '.' .. now
 	if result and #result > MAXRESULT then
 		entry = entry .. '.z'
 	elseif result and result ~= '' then
 		entry = entry .. '.' .. string.gsub(result, '.', function(c) return string.format('%02x', string.byte(c)) end)
 	end
-	kept[#kept + 1] = entry
+	kept[#kept + 1] = entry .. again
 	return table.concat(kept, ' ', math.max(1, #kept - MAXRECORD + 1), #kept)
 end
 
@@ -365,6 +384,22 @@ local function set(s)
 	end
 end
 
+-- duplicate replies to an operation R records already, with x its result.
+-- Sent again, it marks the entry, rewriting the key's string of value text
+-- v and stamp n, so that R keeps it for LINGER: a copy of an earlier send
+-- may come yet.
+local function duplicate(x, marked, v, r, n)
+	if resent and not marked then
+		r = string.gsub(r, '(%w+)%.(%d+)(%.[%w%.]*)', function(w, s, rest)
+			if w == writer and s == seq then
+				return w .. '.' .. s .. rest .. '!'
+			end
+		end)
+		redis.call('SET', key, envelope(v, r, n), 'KEEPTTL')
+	end
+	return {2, x}
+end
+
 -- change applies fn to the value of the key, a JSON text of the kind want
 -- ('[' or '{'; empty when absent or null), writes what fn returns, and
 -- replies. fn returns the new value text, or nil to write nothing, and the
@@ -374,11 +409,12 @@ local function change(want, empty, fn)
 	local v, r, n = empty, '', '0'
 	if s then
 		v, r, n = split(s)
-		local x = find(r)
+		local x, marked = find(r)
 		if x then
-			return {2, x}
+			return duplicate(x, marked, v, r, n)
 		end
-		local first = string.match(v, '^%s*(.)')
+		v = string.match(v, '^%s*(.-)%s*$')
+		local first = string.sub(v, 1, 1)
 		if first == 'n' then
 			v = empty
 		elseif first ~= want then
@@ -386,12 +422,15 @@ local function change(want, empty, fn)
 		end
 	end
 	local next, result = fn(v)
-	if not next then
+	if not next and not s then
 		return {1, result or '', r, r, n}
 	end
+	-- A change that changes nothing of an existing value still records
+	-- its identity, so that sent again it does not apply after all.
+	next = next or v
 	local nr, nn = record(r, result), later(n)
 	set(envelope(next, nr, nn))
-	return {1, result or '', r, nr, nn}
+	return {1, result or '', r, nr, nn, s and n}
 end
 
 local function outOfRange(i, length)
@@ -429,11 +468,12 @@ local function run()
 			local offset = i and len - #tail
 			local close = i and lastNonSpace(tail, i - offset)
 			local before = close and close > 1 and lastNonSpace(tail, close)
-			if before and before > 0 and string.byte(tail, close) == 93 then
-				local x = find(r)
-				if x then
-					return {2, x}
-				end
+			local x, marked = find(r or '')
+			if x and (marked or not resent) then
+				return {2, x}
+			end
+			-- A duplicate to mark takes the general path.
+			if not x and before and before > 0 and string.byte(tail, close) == 93 then
 				local nr, nn = record(r, nil), later(n)
 				local sep = string.byte(tail, before) == 91 and '' or ','
 				local rest = sep .. elements .. '], "ops": "' .. nr .. '", "last_modified": ' .. nn .. '}'
@@ -442,7 +482,7 @@ local function run()
 					if ttl ~= '0' then
 						redis.call('PEXPIRE', key, ttl)
 					end
-					return {1, '', r, nr, nn}
+					return {1, '', r, nr, nn, n}
 				end
 			end
 		end
@@ -547,9 +587,9 @@ local function run()
 		local v, r, n = '0', '', '0'
 		if s then
 			v, r, n = split(s)
-			local x = find(r)
+			local x, marked = find(r)
 			if x then
-				return {2, x}
+				return duplicate(x, marked, v, r, n)
 			end
 		end
 		local a, b = integer(v), integer(ARGV[6])
@@ -587,13 +627,14 @@ local function run()
 		-- record of a value that has one, "h:" and the SHA-1 of one that
 		-- has not; ARGV[7]: the new value text.
 		local s = get()
+		-- A copy of an earlier send finds another record, and no
+		-- longer applies: cas needs no mark.
 		local r, n, found = '', '0', ''
 		if s then
 			local _
 			_, r, n = split(s)
-			local x = find(r)
-			if x then
-				return {2, x}
+			if find(r) then
+				return {2, ''}
 			end
 			found = r ~= '' and 'r:' .. r or 'h:' .. redis.sha1hex(s)
 		end
@@ -618,24 +659,24 @@ local function run()
 		set(value)
 		return 1
 	elseif op == 'logappend' then
-		-- A log is a Redis list of envelopes, one per item. ARGV[6]: "1"
-		-- when an earlier send may have applied, and the log is searched
-		-- for its last element from the end; ARGV[7] and on, the items'
-		-- JSON texts. The elements carry the operation's identity, so that
-		-- no other writer's element is the same. The result is the length.
+		-- A log is a Redis list of envelopes, one per item. ARGV[6] and
+		-- on: the items' JSON texts. The elements carry the operation's
+		-- identity, so that no other writer's element is the same, and
+		-- the log is searched for the last one from its end: all of it
+		-- when sent again, else the last MAXRECORD elements, for a copy of
+		-- an earlier send that comes after the one sent again. The result
+		-- is the length.
 		local function element(v)
 			return '{"value": ' .. v .. ', "ops": "' .. id .. '", "last_modified": ' .. stamp .. '}'
 		end
-		if ARGV[6] == '1' then
-			local at = redis.pcall('LPOS', key, element(ARGV[#ARGV]), 'RANK', -1)
-			if type(at) == 'table' then
-				refuse('DECODE', at.err)
-			elseif at then
-				return {2, ''}
-			end
+		local at = redis.pcall('LPOS', key, element(ARGV[#ARGV]), 'RANK', -1, 'MAXLEN', resent and 0 or MAXRECORD)
+		if type(at) == 'table' then
+			refuse('DECODE', at.err)
+		elseif at then
+			return {2, ''}
 		end
 		local n = 0
-		for from = 7, #ARGV, 1000 do
+		for from = 6, #ARGV, 1000 do
 			local elements = {}
 			for i = from, math.min(from + 999, #ARGV) do
 				elements[#elements + 1] = element(ARGV[i])

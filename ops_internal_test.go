@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"regexp"
 	"slices"
@@ -56,7 +57,7 @@ func TestOpsScript(t *testing.T) {
 		{name: "append to Python's", stored: python, op: op{name: "append", args: []any{`3`}},
 			want: `{"value": [1, "a",3], "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
 		{name: "append to an empty list", stored: `{"value": [ ], "last_modified": 5}`, op: op{name: "append", args: []any{`3`}},
-			want: `{"value": [ 3], "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
+			want: `{"value": [3], "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
 		{name: "append to a bare list", stored: `[1,  2]`, op: op{name: "append", args: []any{`3`}},
 			want: `{"value": [1,  2,3], "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
 		{name: "append to null", stored: `{"value": null, "last_modified": 5}`, op: op{name: "append", args: []any{`3`}},
@@ -92,9 +93,19 @@ func TestOpsScript(t *testing.T) {
 			want: "=", outcome: duplicate, result: `"a"`},
 
 		{name: "append to compact JSON", stored: `{"value":[1,2],"last_modified":5}`, op: op{name: "append", args: []any{`3`}},
-			want: `{"value":[1,2,3], "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
+			want: `{"value": [1,2,3], "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
 		{name: "append to an empty compact list", stored: `{ "value" : [ ] , "last_modified" : 5 }`, op: op{name: "append", args: []any{`3`}},
-			want: `{ "value" : [ 3], "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
+			want: `{"value": [3], "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
+		{name: "append in place after a space", stored: `{"value": [1] , "ops": "x.1.NOW", "last_modified": 5}`, op: op{name: "append", args: []any{`2`}},
+			want: `{"value": [1,2], "ops": "x.1.T w1.3.T", "last_modified": 100}`, outcome: applied},
+		{name: "append to an envelope with another member", stored: `{"value": [1], "x": [2], "last_modified": 5}`, op: op{name: "append", args: []any{`3`}},
+			want: `{"value": [1,3], "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
+		{name: "pop an envelope with another member", stored: `{"value": [1], "x": [2], "last_modified": 5}`, op: op{name: "pop"},
+			want: `{"value": [], "ops": "w1.3.T.31", "last_modified": 100}`, outcome: applied, result: `1`},
+		{name: "cas by record of another layout", stored: `{"value": 1, "ops": "o.1.NOW", "foo": 1, "last_modified": 5}`, op: op{name: "cas", args: []any{"r:o.1.NOW", `2`}},
+			want: `{"value": 2, "ops": "o.1.T w1.3.T", "last_modified": 100}`, outcome: applied},
+		{name: "insert into a bare list with white space", stored: ` [1, 2] `, op: op{name: "insert", args: []any{0, `0`}},
+			want: `{"value": [0,1, 2], "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
 		{name: "pop an object", stored: `{"value": [1, {"a": "x\"]\\", "b": [1, {"c": "}"}]}], "last_modified": 5}`, op: op{name: "pop"},
 			want:    `{"value": [1], "ops": "w1.3.T.7b2261223a2022785c225d5c5c222c202262223a205b312c207b2263223a20227d227d5d7d", "last_modified": 100}`,
 			outcome: applied, result: `{"a": "x\"]\\", "b": [1, {"c": "}"}]}`},
@@ -128,7 +139,9 @@ func TestOpsScript(t *testing.T) {
 		{name: "map delete last", stored: `{"value": {"a": 1, "b": 2}, "last_modified": 5}`, op: op{name: "mapdel", args: []any{"b"}},
 			want: `{"value": {"a": 1}, "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
 		{name: "map delete absent", stored: `{"value": {"a": 1}, "last_modified": 5}`, op: op{name: "mapdel", args: []any{"b"}},
-			want: "=", outcome: applied},
+			want: `{"value": {"a": 1}, "ops": "w1.3.T", "last_modified": 100}`, outcome: applied},
+		{name: "map delete of no map", op: op{name: "mapdel", args: []any{"b"}},
+			want: "", outcome: applied},
 		{name: "map set on a list", stored: ours, op: op{name: "mapset", args: []any{"b", `"b"`, `2`}},
 			want: "=", err: "not a JSON object"},
 
@@ -166,6 +179,24 @@ func TestOpsScript(t *testing.T) {
 			op:   op{name: "append", low: 2, args: []any{`1`}},
 			want: `{"value": [1], "ops": "w1.2.T w2.1.T w1.5.T w1.3.T", "last_modified": 100}`, outcome: applied},
 
+		{name: "resent append applied before", stored: `{"value": [1], "ops": "x.1.NOW w1.3.NOW", "last_modified": 5}`, op: op{name: "append", resent: true, args: []any{`3`}},
+			want: `{"value": [1], "ops": "x.1.T w1.3.T!", "last_modified": 5}`, outcome: duplicate},
+		{name: "resent append marked before", stored: `{"value": [1], "ops": "w1.3.NOW!", "last_modified": 5}`, op: op{name: "append", resent: true, args: []any{`3`}},
+			want: "=", outcome: duplicate},
+		{name: "append marked before", stored: `{"value": [1], "ops": "w1.3.NOW!", "last_modified": 5}`, op: op{name: "append", args: []any{`3`}},
+			want: "=", outcome: duplicate},
+		{name: "resent append", stored: ours, op: op{name: "append", resent: true, args: []any{`3`}},
+			want: `{"value": [1,"a",3], "ops": "other.7.T w1.3.T!", "last_modified": 100}`, outcome: applied},
+		{name: "resent map set applied before", stored: `{"value": {"a": 1}, "ops": "w1.3.NOW", "last_modified": 5}`, op: op{name: "mapset", resent: true, args: []any{"a", `"a"`, `2`}},
+			want: `{"value": {"a": 1}, "ops": "w1.3.T!", "last_modified": 5}`, outcome: duplicate},
+		{name: "resent incr applied before", stored: `{"value": 50, "ops": "w1.3.NOW.3432", "last_modified": 5}`, op: op{name: "incr", resent: true, args: []any{"1"}},
+			want: `{"value": 50, "ops": "w1.3.T.3432!", "last_modified": 5}`, outcome: duplicate, result: "42"},
+		{name: "resent cas applied before", stored: `{"value": 2, "ops": "w1.3.NOW", "last_modified": 5}`, op: op{name: "cas", resent: true, args: []any{"", `3`}},
+			want: "=", outcome: duplicate},
+		{name: "record keeps a resent entry a while", stored: `{"value": [], "ops": "w1.1.1000! w1.2.1000 w1.0.1002! w2.1.1000", "last_modified": 5}`,
+			op:   op{name: "append", low: 3, stamp: 1121e9, args: []any{`1`}},
+			want: `{"value": [1], "ops": "w1.0.T! w2.1.T w1.3.T", "last_modified": 1121000000000}`, outcome: applied},
+
 		{name: "put", stored: python, op: op{name: "put", stamp: 5, args: []any{`{"value": 9, "last_modified": 5}`}},
 			want: `{"value": 9, "last_modified": 5}`, outcome: applied},
 		{name: "put older", stored: python, op: op{name: "put", stamp: 4, args: []any{`{"value": 9, "last_modified": 4}`}},
@@ -199,7 +230,7 @@ func TestOpsScript(t *testing.T) {
 					}
 				}
 				if o.name != "put" && o.name != "expire" {
-					o.id, o.stamp = opID{"w1", 3}, 100
+					o.id, o.stamp = opID{"w1", 3}, cmp.Or(o.stamp, 100)
 				}
 				reply, err := o.run(ctx, c, key)
 				after, getErr := raw.Get(ctx, key).Result()
@@ -232,6 +263,25 @@ func TestOpsScript(t *testing.T) {
 				_, err := (&op{name: name, id: opID{"w1", 1}, args: []any{"1", "2"}}).run(ctx, c, "k:list")
 				require.ErrorAs(t, err, new(*DecodeError), name)
 			}
+		})
+		t.Run("log copies", func(t *testing.T) {
+			// A copy of a first send that comes after the resend applied
+			// finds its element among the last ones, and so does a resend.
+			first := op{name: "logappend", id: opID{"w1", 3}, stamp: 100, args: []any{`"a"`, `"b"`}}
+			resend := first
+			resend.resent = true
+			for i, send := range []struct {
+				op      op
+				outcome int
+			}{{resend, applied}, {first, duplicate}, {resend, duplicate}} {
+				reply, err := send.op.run(ctx, c, "k:log")
+				require.NoError(t, err)
+				require.Equal(t, send.outcome, reply.outcome, "send %d", i)
+			}
+			require.Equal(t, []string{
+				`{"value": "a", "ops": "w1.3", "last_modified": 100}`,
+				`{"value": "b", "ops": "w1.3", "last_modified": 100}`,
+			}, raw.LRange(ctx, "k:log", 0, -1).Val())
 		})
 		t.Run("ttl", func(t *testing.T) {
 			require.NoError(t, raw.Set(ctx, "k:ttl", `{"value": [], "last_modified": 5}`, time.Hour).Err())

@@ -44,6 +44,8 @@ type account struct {
 
 	mu    sync.Mutex // guards drops
 	drops []error    // refusals at delivery not yet reported by Flush or Close
+
+	closed bool // the Memory is closed: nothing more is queued; guarded by the queue's mu
 }
 
 // drop counts e, refused by the server with err, as dropped, to be reported
@@ -91,7 +93,8 @@ type write interface {
 	settled()
 }
 
-// A line is the entries of one key, delivered in order.
+// A line is the entries of one key, delivered in order. Its fields, and
+// its entries' sent, are guarded by the queue's mu.
 type line struct {
 	key     string
 	entries []*entry
@@ -150,6 +153,9 @@ func (q *queue) add(entries ...*entry) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	acct := entries[0].acct
+	if acct.closed {
+		return fmt.Errorf("%w: a write reached the queue after Close", ErrClosed)
+	}
 	more := int64(0)
 	for _, e := range entries {
 		if _, ok := q.mergeable(e); !ok {
@@ -173,7 +179,12 @@ func (q *queue) mergeable(e *entry) (write, bool) {
 	if l == nil || len(l.entries) == 0 || l.busy && len(l.entries) == 1 {
 		return nil, false // the head being delivered is as it was sent
 	}
-	return mergeWrites(l.entries[len(l.entries)-1].w, e.w)
+	// Entries of different accounts stay apart, so that the one a Close
+	// drops carries nothing of another Memory's.
+	if last := l.entries[len(l.entries)-1]; last.acct == e.acct {
+		return mergeWrites(last.w, e.w)
+	}
+	return nil, false
 }
 
 func (q *queue) addLocked(e *entry) {
@@ -181,8 +192,6 @@ func (q *queue) addLocked(e *entry) {
 	l := q.lines[e.key]
 	if merged, ok := q.mergeable(e); ok {
 		last := l.entries[len(l.entries)-1]
-		last.acct.pending.Add(-1)
-		e.acct.pending.Add(1)
 		last.w.settled()
 		e.w, e.sent = merged, false
 		l.entries[len(l.entries)-1] = e
@@ -212,17 +221,48 @@ func (q *queue) applyLocked(e *entry) {
 }
 
 // view returns what key holds once its queued writes apply to k, the
-// server's value, and whether that can be known.
+// server's value, and whether that can be known. An operation the server's
+// value records applied already.
 func (q *queue) view(key string, k known) (known, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	_, record, _, _ := parts(k.stored)
 	ok := true
 	if l := q.lines[key]; l != nil {
 		for _, e := range l.entries {
-			k, ok = e.w.apply(k, ok)
+			if !recorded(e.w, record) {
+				k, ok = e.w.apply(k, ok)
+			}
 		}
 	}
 	return k, ok
+}
+
+// recorded reports whether record, a value's record of operations, holds
+// the identity of w.
+func recorded(w write, record string) bool {
+	var id opID
+	switch w := w.(type) {
+	case *opWrite:
+		id = w.op.id
+	case *updateWrite:
+		id = w.id
+	default:
+		return false
+	}
+	for entry := range strings.FieldsSeq(record) {
+		if strings.HasPrefix(entry, id.String()+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// close marks acct closed: nothing more of it is queued.
+func (q *queue) close(acct *account) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	acct.closed = true
 }
 
 // head returns the account to probe the server with: that of the entry
@@ -239,6 +279,14 @@ func (q *queue) head() *account {
 		return q.waiting[0].entries[0].acct
 	}
 	return q.recent
+}
+
+// seen records acct as one to probe the server with, should the queue be
+// empty.
+func (q *queue) seen(acct *account) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.recent = acct
 }
 
 // accountOf returns the account of the head of l, nil when l is empty.
@@ -262,7 +310,7 @@ func (q *queue) idle() bool {
 	if q.done > 0 && q.recent != nil {
 		q.recent.log.Info("memory: queued writes delivered", "writes", q.done)
 	}
-	q.done = 0
+	q.done, q.lastErr = 0, nil
 	return true
 }
 
@@ -274,8 +322,8 @@ func (q *queue) signal() {
 	}
 }
 
-// remove takes e, the head of l, out of the queue once it is delivered or
-// dropped. q.mu must be held.
+// removeLocked takes e, the head of l, out of the queue once it is
+// delivered or dropped. q.mu must be held.
 func (q *queue) removeLocked(l *line, e *entry) {
 	l.entries = l.entries[1:]
 	q.size.Add(-1)
@@ -451,7 +499,7 @@ func (q *queue) deliver(ctx context.Context, l *line) error {
 }
 
 // finish ends a delivery of l: an empty line leaves the queue; one whose
-// head failed with err waits for its next attempt. q.mu must be held.
+// head failed, with err, waits for its next attempt. q.mu must be held.
 func (q *queue) finish(l *line, err error) {
 	l.busy = false
 	q.busy--
@@ -459,14 +507,12 @@ func (q *queue) finish(l *line, err error) {
 		if q.lines[l.key] == l {
 			delete(q.lines, l.key)
 		}
-	} else if err != nil {
+	} else {
 		q.lastErr = err
 		l.fails++
 		l.next = time.Now().Add(min(retryMin<<min(l.fails-1, 10), retryMax))
 		heap.Push(&q.waiting, l)
 		q.progressed()
-	} else {
-		q.ready = append(q.ready, l)
 	}
 	q.signal()
 }

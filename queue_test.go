@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -255,6 +256,50 @@ func TestOfflineClose(t *testing.T) {
 	require.NoError(t, srv2.Restart())
 	require.NoError(t, m2.Close(), "Close flushes what it can")
 	require.JSONEq(t, "1", storedValue(t, rawClient(t, srv2.Addr()), "test:a"))
+}
+
+// TestOfflineCloseKeepsOthersWrites closes one of two Memories of a client
+// and prefix while the server is down: the Close drops what it queued, and
+// the other's queued writes to the same names are still delivered.
+func TestOfflineCloseKeepsOthersWrites(t *testing.T) {
+	srv := miniredis.RunT(t)
+	client := rawClient(t, srv.Addr())
+	a, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("test:"))
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+	b, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("test:"), memory.WithCloseTimeout(100*time.Millisecond))
+	require.NoError(t, err)
+	srv.Close()
+	require.NoError(t, a.Set(ctx, "x", 1))
+	require.NoError(t, b.Expire(ctx, "x", time.Hour))
+	require.Equal(t, 1, a.Pending())
+	require.Equal(t, 1, b.Pending())
+	require.ErrorIs(t, b.Close(), memory.ErrUnavailable)
+
+	require.NoError(t, srv.Restart())
+	require.NoError(t, a.Flush(ctx))
+	require.JSONEq(t, "1", storedValue(t, client, "test:x"))
+	require.Equal(t, time.Duration(0), srv.TTL("test:x"), "b's Expire was dropped with b")
+}
+
+// TestOfflineLostByAReadAlone marks the server lost by a read that met a
+// refused connection, with nothing queued: the background loop still runs,
+// finds the server back, and reads go to it again.
+func TestOfflineLostByAReadAlone(t *testing.T) {
+	srv, m, _ := offlineMemory(t)
+	require.NoError(t, m.SetTTL(ctx, "x", 1, time.Millisecond))
+	time.Sleep(2 * time.Millisecond) // known here to have expired: the Update reads first
+	srv.Close()
+	failed := errors.New("fn failed")
+	err := memory.Update(ctx, m, "x", func(v *int) error { return failed })
+	require.ErrorIs(t, err, failed, "fn ran on the value known here: absent")
+	require.True(t, m.Stats().Offline)
+	require.Zero(t, m.Pending())
+
+	require.NoError(t, srv.Restart())
+	srv.Set("test:y", envelope("2", 1))
+	require.Eventually(t, func() bool { return !m.Stats().Offline }, 10*time.Second, 10*time.Millisecond)
+	requireValue(t, m, "y", 2)
 }
 
 func TestQueueOff(t *testing.T) {

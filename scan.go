@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"iter"
@@ -94,13 +95,20 @@ var errStopped = errors.New("memory: walk stopped")
 // returns how many it removed. It scans in batches, on every master of a
 // cluster, and unlinks each batch in one round trip, never blocking the
 // server as KEYS would; on error, the count is of the keys removed until
-// then. Writes under the prefix still queued are dropped. While the server
-// cannot be reached, it returns an error wrapping ErrUnavailable.
+// then. Writes of this process under the prefix still queued are dropped as
+// it starts, once it knows the server can be reached: they would put keys
+// back. While the server cannot be reached, it returns an error wrapping
+// ErrUnavailable.
 //
 // A prefix owns every prefix under it: Clear on "myapp:" also removes the
 // keys of "myapp:dev:" and "myapp:prod:user_123:", whether they were
 // written as scopes or as Memory values of their own.
 func (m *Memory) Clear(ctx context.Context) (int, error) {
+	if err := cmp.Or(m.open("clear"), m.reachable("clear", m.prefix)); err != nil {
+		return 0, err
+	}
+	// What is queued would put keys back once removed: drop it first.
+	m.s.link.queue.dropPrefix(m.prefix)
 	var removed atomic.Int64
 	err := m.scan(ctx, "clear", func(node redis.Cmdable, keys []string) error {
 		bctx := m.s.conn.clock.bound(ctx)
@@ -121,7 +129,6 @@ func (m *Memory) Clear(ctx context.Context) (int, error) {
 		m.s.log.Warn("memory: clear failed", "prefix", m.prefix, "removed", n, "err", err)
 		return n, err
 	}
-	m.s.link.queue.dropPrefix(m.prefix)
 	m.s.link.store.forgetPrefix(m.prefix)
 	m.s.log.Info("memory: cleared", "prefix", m.prefix, "removed", n)
 	return n, nil
@@ -146,7 +153,7 @@ func (m *Memory) scan(ctx context.Context, op string, fn func(node redis.Cmdable
 // nodes returns the servers that hold the keys: the client itself, or each
 // master of a cluster.
 func (m *Memory) nodes(ctx context.Context, op string) ([]redis.Cmdable, error) {
-	if err := m.open(op); err != nil {
+	if err := cmp.Or(m.open(op), m.reachable(op, m.prefix)); err != nil {
 		return nil, err
 	}
 	nodes, err := m.s.conn.nodes(ctx)

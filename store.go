@@ -100,6 +100,13 @@ func (s *store) remember(key string, stored []byte, expires time.Time, current b
 	})
 }
 
+// rememberPut records what key holds once p, a whole value or a delete,
+// applied on the server.
+func (s *store) rememberPut(key string, p *put) {
+	k, _ := p.apply(known{}, true)
+	s.remember(key, k.stored, k.expires, true)
+}
+
 // rememberRead records stored, just read from the server (nil: absent),
 // keeping the expiry known for key if the value is unchanged. A key with
 // writes in the queue keeps the value they make locally.
@@ -163,15 +170,18 @@ func (s *store) expire(key string, deadline time.Time) {
 	})
 }
 
-// begin records seq as an operation on key whose outcome is not known yet,
-// and returns the lowest such seq on key: the server may forget the others
-// of this process.
-func (s *store) begin(key string, seq uint64) (low uint64) {
+// begin records a new operation on key, with the seq next returns, as one
+// whose outcome is not known yet, and returns the seq and the lowest of those
+// on key: the server may forget the others of this process. The seq is taken
+// under the key's lock, so that no operation on key can take a lower one
+// and be pruned by one that did not see it.
+func (s *store) begin(key string, next func() uint64) (seq, low uint64) {
 	s.with(key, func(sl *slot) {
+		seq = next()
 		sl.open = append(sl.open, seq)
-		low = slices.Min(sl.open)
+		low = min(seq, slices.Min(sl.open))
 	})
-	return low
+	return seq, low
 }
 
 // lowest returns the lowest seq of the operations on key whose outcome is
@@ -189,11 +199,8 @@ func (s *store) lowest(key string, seq uint64) (low uint64) {
 // settle records that the outcome of the operation seq on key is known.
 func (s *store) settle(key string, seq uint64) {
 	s.with(key, func(sl *slot) {
-		for i, o := range sl.open {
-			if o == seq {
-				sl.open = append(sl.open[:i], sl.open[i+1:]...)
-				return
-			}
+		if i := slices.Index(sl.open, seq); i >= 0 {
+			sl.open = slices.Delete(sl.open, i, i+1)
 		}
 	})
 }

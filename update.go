@@ -46,7 +46,8 @@ var errUnchanged = errors.New("memory: unchanged")
 //
 // fn may therefore run more than once, each time on a fresh value, and after
 // Update has returned: it must depend on its argument alone, with no side
-// effects. An error from fn writes nothing and is returned, wrapped. With
+// effects, and must not use m, which may run it while holding a lock. An
+// error from fn writes nothing and is returned, wrapped. With
 // WithDefaultTTL the value gets that TTL; otherwise it keeps the TTL it had.
 //
 // Update cannot tell an absent name from one holding the zero value. To
@@ -82,8 +83,21 @@ func Update[T any](ctx context.Context, m *Memory, name string, fn func(v *T) er
 func (m *Memory) update(ctx context.Context, key string, change localChange) error {
 	id, _ := m.s.link.begin(key)
 	w := &updateWrite{id: id, store: m.s.link.store, key: key, ttl: m.s.ttl, fn: change}
+	queued := false
+	defer func() {
+		if !queued {
+			w.settled()
+		}
+	}()
+	queue := func(err error, sent bool) error {
+		if err != nil {
+			m.s.link.failed(m.s.acct, err)
+		}
+		queued = true
+		return m.queueUpdate(key, w, sent)
+	}
 	if !m.direct(key) {
-		return m.queueUpdate(key, w, false)
+		return queue(nil, false)
 	}
 	// Start from the value this process last read or wrote, if it knows
 	// it as the server holds it: when no one else wrote since, the update
@@ -95,46 +109,38 @@ func (m *Memory) update(ctx context.Context, key string, change localChange) err
 		var err error
 		if stored, err = m.s.conn.get(ctx, key); err != nil {
 			if !isDecodeError(err) && m.unknown(ctx, err) {
-				m.s.link.failed(m.s.acct, err)
-				return m.queueUpdate(key, w, false)
+				return queue(err, false)
 			}
-			w.settled()
 			return readError(ctx, "update", key, err)
 		}
 		m.s.link.store.rememberRead(key, stored)
 	}
 	backoff := updateBackoffMin
 	for attempt := 1; ; attempt++ {
-		reply, next, err := w.cas(ctx, m.s.conn, stored)
-		if err != nil && dropped(err) && ctx.Err() == nil {
-			// The connection broke, maybe after the server applied it:
-			// send it again, now, and the record of operations tells.
-			reply, next, err = w.cas(ctx, m.s.conn, stored)
+		var next []byte
+		cas := func() (opReply, error) {
+			reply, n, err := w.cas(ctx, m.s.conn, stored)
+			next = n
+			return reply, err
 		}
+		reply, err := again(ctx, cas, cas)
 		switch {
 		case err != nil && !isDecodeError(err) && m.unknown(ctx, err):
-			m.s.link.failed(m.s.acct, err)
-			return m.queueUpdate(key, w, true)
+			return queue(err, true)
 		case err != nil && attempt > 1 && ctx.Err() != nil:
-			w.settled()
 			return fmt.Errorf("%w: update %q: %w", ErrConflict, key, ctx.Err())
 		case errors.Is(err, errUnchanged):
-			w.settled()
 			return nil
 		case err != nil:
-			w.settled()
 			return readError(ctx, "update", key, err)
 		case reply.outcome == applied:
-			w.settled()
 			k, _, _ := m.s.link.store.recall(key)
 			m.s.link.store.remember(key, envelopeWith(next, reply.record, reply.stamp), expiresAfter(k.expires, w.ttl), true)
 			return nil
 		case reply.outcome == duplicate:
-			w.settled()
 			m.s.link.store.forget(key)
 			return nil
 		case attempt == updateAttempts:
-			w.settled()
 			return fmt.Errorf("%w: update %q: %d attempts", ErrConflict, key, attempt)
 		}
 		if attempt == 1 {
@@ -143,25 +149,17 @@ func (m *Memory) update(ctx context.Context, key string, change localChange) err
 		}
 		// Contended: pause, then read again, as the value found before
 		// the pause is likely stale after it.
-		pause := time.NewTimer(rand.N(backoff))
-		backoff = min(2*backoff, updateBackoffMax)
-		select {
-		case <-ctx.Done():
-			pause.Stop()
-			w.settled()
+		if !sleepCtx(ctx, rand.N(backoff)) {
 			return fmt.Errorf("%w: update %q: %w", ErrConflict, key, ctx.Err())
-		case <-pause.C:
 		}
+		backoff = min(2*backoff, updateBackoffMax)
 		if stored, err = m.s.conn.get(ctx, key); err != nil {
 			switch {
 			case !isDecodeError(err) && m.unknown(ctx, err):
-				m.s.link.failed(m.s.acct, err)
-				return m.queueUpdate(key, w, true)
+				return queue(err, true)
 			case ctx.Err() != nil:
-				w.settled()
 				return fmt.Errorf("%w: update %q: %w", ErrConflict, key, ctx.Err())
 			}
-			w.settled()
 			return readError(ctx, "update", key, err)
 		}
 	}
@@ -169,20 +167,20 @@ func (m *Memory) update(ctx context.Context, key string, change localChange) err
 
 // queueUpdate queues w, first applying it to the value this process
 // knows, if any, for later reads; sent says that a compare-and-set of it
-// may have applied already.
+// may have applied already. w is settled if it is not queued.
 func (m *Memory) queueUpdate(key string, w *updateWrite, sent bool) error {
-	if k, ok, _ := m.s.link.store.recall(key); ok {
+	if k, ok, _ := m.s.link.store.recall(key); ok && !sent {
 		// The queue applies w to what the store knows: fn's error is
-		// the caller's.
+		// the caller's, and an unchanged value needs no write.
 		value, err := valueOf(k.stored)
 		if err == nil {
 			_, _, err = w.fn(value)
 		}
 		switch {
-		case errors.Is(err, errUnchanged) && !sent:
+		case errors.Is(err, errUnchanged):
 			w.settled()
 			return nil
-		case err != nil && !errors.Is(err, errUnchanged) && !sent:
+		case err != nil:
 			w.settled()
 			return err
 		}

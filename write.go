@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -17,7 +18,7 @@ import (
 // writes to a key keep their order. With the queue off, every write goes to
 // the server.
 func (m *Memory) direct(key string) bool {
-	return !m.s.queue || !m.s.link.lost.Load() && !m.s.link.queue.has(key)
+	return !m.s.queue || !m.lost() && !m.s.link.queue.has(key)
 }
 
 // enqueue queues w for key; sent says that an earlier send of it may have
@@ -39,8 +40,7 @@ func (m *Memory) replace(ctx context.Context, op, key string, p *put, send func(
 	if m.direct(key) {
 		err := send(ctx)
 		if err == nil {
-			k, _ := p.apply(known{}, true)
-			m.s.link.store.remember(key, k.stored, k.expires, true)
+			m.s.link.store.rememberPut(key, p)
 			return nil
 		}
 		if !m.unknown(ctx, err) {
@@ -68,12 +68,9 @@ func (m *Memory) edit(ctx context.Context, opName, key string, o op, local local
 	w := &opWrite{op: o, store: m.s.link.store, key: key, local: local}
 	sent := false
 	if m.direct(key) {
-		reply, err := w.op.run(ctx, m.s.conn, key)
-		if err != nil && dropped(err) && ctx.Err() == nil {
-			// The connection broke, maybe after the server applied it:
-			// send it again, now, and the record of operations tells.
-			reply, err = w.op.resend(ctx, m.s.conn, key)
-		}
+		reply, err := again(ctx,
+			func() (opReply, error) { return w.op.run(ctx, m.s.conn, key) },
+			func() (opReply, error) { return w.op.resend(ctx, m.s.conn, key) })
 		if err == nil || !m.unknown(ctx, err) {
 			w.settled()
 			if err != nil {
@@ -86,17 +83,20 @@ func (m *Memory) edit(ctx context.Context, opName, key string, o op, local local
 		sent = true
 	}
 	var result []byte
+	var localErr error
 	k, ok, _ := m.s.link.store.recall(key)
 	if ok && local != nil {
 		value, err := valueOf(k.stored)
 		if err == nil {
 			_, result, err = local(value)
 		}
-		if err != nil && !sent {
-			w.settled()
-			return nil, fmt.Errorf("memory: %s %q: %w", opName, key, err)
-		}
-	} else if needKnown && !sent {
+		localErr = err
+	}
+	switch {
+	case localErr != nil && !sent:
+		w.settled()
+		return nil, fmt.Errorf("memory: %s %q: %w", opName, key, localErr)
+	case needKnown && !sent && (!ok || local == nil):
 		w.settled()
 		return nil, errOffline(opName, key, nil)
 	}
@@ -104,10 +104,22 @@ func (m *Memory) edit(ctx context.Context, opName, key string, o op, local local
 		w.settled()
 		return nil, fmt.Errorf("memory: %s %q: %w", opName, key, err)
 	}
-	if needKnown && (!ok || local == nil) {
+	if needKnown && (!ok || local == nil || localErr != nil) {
 		return nil, fmt.Errorf("%w: %s %q: %w", ErrUnavailable, opName, key, errOutcomeUnknown)
 	}
 	return result, nil
+}
+
+// again calls first, and when that met a connection that broke, after which
+// the server may or may not have applied the write, calls retry at once:
+// the write's identity, or its bytes, tell the server whether the first
+// send applied.
+func again[R any](ctx context.Context, first, retry func() (R, error)) (R, error) {
+	r, err := first()
+	if err != nil && dropped(err) && ctx.Err() == nil {
+		return retry()
+	}
+	return r, err
 }
 
 // learn records what key holds after w applied on the server, as reply
@@ -121,7 +133,7 @@ func (m *Memory) learn(key string, w *opWrite, reply opReply) {
 			sl.expires = expiresAfter(sl.expires, w.op.ttl)
 			return
 		}
-		if reply.outcome == applied && sl.known && sl.current && w.local != nil && recordOf(sl.stored) == reply.before {
+		if reply.outcome == applied && sl.known && sl.current && w.local != nil && changed(sl.stored, reply) {
 			if value, err := valueOf(sl.stored); err == nil {
 				if next, _, err := w.local(value); err == nil {
 					sl.stored = envelopeWith(next, reply.record, reply.stamp)
@@ -134,10 +146,15 @@ func (m *Memory) learn(key string, w *opWrite, reply opReply) {
 	})
 }
 
-// recordOf returns the record of operations of a stored string.
-func recordOf(stored []byte) string {
-	_, record, _, _ := parts(stored)
-	return record
+// changed reports whether stored, known here, is the string the server
+// changed, as its reply tells: both absent, or both with the same record and
+// stamp. A bare value, stamped 0, is never known to be the same.
+func changed(stored []byte, reply opReply) bool {
+	if stored == nil || reply.prior == "" {
+		return stored == nil && reply.prior == ""
+	}
+	_, record, stamp, err := parts(stored)
+	return err == nil && stamp != 0 && record == reply.before && strconv.FormatInt(stamp, 10) == reply.prior
 }
 
 // lookup returns the string stored at key, nil when there is none: from the
@@ -145,9 +162,8 @@ func recordOf(stored []byte) string {
 // reached, and while writes of this process to key wait in the queue, which
 // the server does not hold yet.
 func (m *Memory) lookup(ctx context.Context, op, key string) ([]byte, error) {
-	lost := m.s.queue && m.s.link.lost.Load()
 	var cause error
-	if !lost {
+	if !m.lost() {
 		stored, err := m.s.conn.get(ctx, key)
 		switch {
 		case err == nil:
@@ -193,8 +209,15 @@ func errOffline(op, key string, cause error) error {
 // key that needs the server, while the server is known to be lost: only the
 // flusher tries it then.
 func (m *Memory) reachable(op, key string) error {
-	if m.s.queue && m.s.link.lost.Load() {
+	if m.lost() {
 		return errOffline(op, key, nil)
 	}
 	return nil
+}
+
+// lost reports whether reads and writes are to skip the server, which is
+// known to be lost while writes are queued: until the flusher finds it
+// again, only what this process knows answers reads.
+func (m *Memory) lost() bool {
+	return m.s.queue && m.s.link.lost.Load()
 }

@@ -18,6 +18,9 @@
 // Connections accepted before resume forwarding when it is turned off, with
 // the discarded bytes gone. The blackhole itself closes nothing.
 //
+// DelayNext holds back one client chunk, chosen by its bytes, while the
+// others pass: a command that reaches the server after its client gave up.
+//
 // A reply reset (ResetNextReplies, ResetEveryReply) is decided when the
 // server chunk is read, and carried out in order when that chunk is due:
 // chunks queued before it are still delivered, it and everything after it
@@ -65,6 +68,9 @@ type Proxy struct {
 	mu           sync.Mutex // guards the fields below
 	closed       bool
 	conns        map[*conn]struct{}
+	delayMatch   []byte        // DelayNext's pattern; nil when off
+	delayFor     time.Duration // DelayNext's delay
+	delayed      int
 	resetNext    int // server chunks still to reset
 	resetEvery   int // reset every resetEvery-th server chunk; 0 is off
 	replies      int // server chunks counted toward resetEvery
@@ -77,6 +83,7 @@ type Proxy struct {
 type Stats struct {
 	Accepted        int   // client connections accepted
 	Open            int   // connections open now
+	Delayed         int   // client chunks held back by DelayNext
 	RepliesReset    int   // server chunks dropped by ResetNextReplies/ResetEveryReply (each also resets its connection)
 	Resets          int   // connections reset by any fault (ResetAll, reply resets, Refuse)
 	BlackholedBytes int64 // bytes discarded while blackholed
@@ -130,6 +137,28 @@ func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(max(d, 0))) 
 // 0 (or less) is unlimited.
 func (p *Proxy) SetBandwidth(bytesPerSecond int) { p.bandwidth.Store(int64(max(bytesPerSecond, 0))) }
 
+// DelayNext holds back the next chunk read from a client that contains
+// match, for d more than the latency: the command in it reaches the server
+// late, even after its client has given up and closed the connection, as
+// TCP delivers what a closed socket had sent. Other connections go on.
+func (p *Proxy) DelayNext(match []byte, d time.Duration) {
+	p.mu.Lock()
+	p.delayMatch, p.delayFor = bytes.Clone(match), d
+	p.mu.Unlock()
+}
+
+// takeDelay returns how long to hold back the client chunk data, just read.
+func (p *Proxy) takeDelay(data []byte) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.delayMatch == nil || !bytes.Contains(data, p.delayMatch) {
+		return 0
+	}
+	p.delayMatch = nil
+	p.delayed++
+	return p.delayFor
+}
+
 // ResetNextReplies makes the next n chunks read from any server connection
 // lost replies: instead of forwarding such a chunk, the proxy resets its
 // client connection (closed with linger 0, so the client sees ECONNRESET or
@@ -180,6 +209,7 @@ func (p *Proxy) Stats() Stats {
 	defer p.mu.Unlock()
 	return Stats{
 		Accepted:        p.accepted,
+		Delayed:         p.delayed,
 		Open:            len(p.conns),
 		RepliesReset:    p.repliesReset,
 		Resets:          p.resets,
@@ -334,6 +364,9 @@ func (c *conn) read(src net.Conn, q *queue, fromServer bool) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			due := time.Now().Add(time.Duration(p.latency.Load()))
+			if !fromServer {
+				due = due.Add(p.takeDelay(buf[:n]))
+			}
 			switch {
 			case p.blackhole.Load():
 				p.blackholed.Add(int64(n))

@@ -119,6 +119,26 @@ func TestProxy(t *testing.T) {
 			require.Equal(t, int64(12), n)
 			require.Equal(t, 1, p.Stats().RepliesReset)
 		}},
+		{"delay next", func(t *testing.T, p *Proxy) {
+			c := newClient(t, p.Addr(), func(o *redis.Options) { o.PoolSize = 2 })
+			require.NoError(t, c.Ping(t.Context()).Err()) // handshake done
+
+			p.DelayNext([]byte("delayed:key"), time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+			err := c.Set(ctx, "delayed:key", "late", 0).Err()
+			cancel()
+			var netErr net.Error
+			require.ErrorAs(t, err, &netErr, "held back: no reply in time")
+			require.True(t, netErr.Timeout(), "%v is a timeout", err)
+			require.Equal(t, 1, p.Stats().Delayed)
+
+			// Other commands go on, and the one held back, its client gone,
+			// still reaches the server.
+			require.NoError(t, c.Set(t.Context(), "delayed:other", "now", 0).Err())
+			require.Equal(t, redis.Nil, direct.Get(t.Context(), "delayed:key").Err(), "not yet")
+			require.Eventually(t, func() bool { return direct.Get(t.Context(), "delayed:key").Val() == "late" }, waitFor, time.Millisecond)
+			require.Equal(t, 1, p.Stats().Delayed, "only the next match")
+		}},
 		{"reset every reply", func(t *testing.T, p *Proxy) {
 			// Raw connections send no handshake, so every reply is a chunk
 			// the test knows of.
