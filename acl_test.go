@@ -18,11 +18,11 @@ import (
 // the tests run with exactly the line users are told to use.
 func tenantACL(t *testing.T) []string {
 	t.Helper()
-	readme, err := os.ReadFile("docs/clusters.md")
+	readme, err := os.ReadFile("README.md")
 	require.NoError(t, err)
 	const line = "ACL SETUSER tenant1 on >secret1 resetkeys ~tenant1:* "
 	i := strings.Index(string(readme), line)
-	require.GreaterOrEqual(t, i, 0, "docs/clusters.md holds the tenant ACL line")
+	require.GreaterOrEqual(t, i, 0, "README.md holds the tenant ACL line")
 	rules, _, _ := strings.Cut(string(readme)[i+len(line):], "\n")
 	return append([]string{"resetkeys"}, strings.Fields(rules)...)
 }
@@ -86,7 +86,19 @@ func TestACLTenants(t *testing.T) {
 			names, err := m.Keys(ctx)
 			require.NoError(t, err)
 			require.Equal(t, []string{"A", "B", "count", "data", "list", "log", "map", "n", "once", "ttl"}, names)
+			changes, err := m.Watch(t.Context())
+			require.NoError(t, err)
 			require.NoError(t, m.Delete(ctx, "n"))
+			require.Equal(t, memory.Change{Name: "n", Deleted: true}, nextChange(t, changes))
+		})
+	}
+
+	for _, denied := range []string{"-client|tracking", "-subscribe"} {
+		t.Run("a user without "+denied[1:], func(t *testing.T) {
+			require.NoError(t, admin.Do(ctx, "ACL", "SETUSER", "untracked", "reset", "on", ">pw-untracked", "~untracked:*", "&*", "+@all", denied).Err())
+			_, err := as(t, "untracked", "untracked:").Watch(ctx)
+			require.ErrorContains(t, err, "CLIENT TRACKING")
+			require.True(t, redis.IsPermissionError(err), "%v", err)
 		})
 	}
 
@@ -106,6 +118,8 @@ func TestACLTenants(t *testing.T) {
 		require.Zero(t, m.Pending(), "refusals are returned, never queued")
 		_, err := m.Clear(ctx)
 		require.True(t, redis.IsPermissionError(err), "%v", err)
+		_, err = m.Watch(ctx, "data")
+		require.True(t, redis.IsPermissionError(err), "the watch cannot read what it would tell: %v", err)
 
 		// SCAN is not filtered by key permissions: the server shows every
 		// user the names of every key; it is the library that keeps a

@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -82,6 +83,55 @@ func (c *conn) getAll(ctx context.Context, keys []string) ([]*redis.StringCmd, e
 	}
 	_, err := pipe.Exec(bctx)
 	return cmds, err
+}
+
+// A head is what a key holds, as Watch tells it: a string, or the length
+// and the last element of a list, which a Log is.
+type head struct {
+	stored []byte // the string, or the list's last element; nil when absent
+	list   bool   // with stored nil: the key changed type as it was read
+	length int64  // of a list
+}
+
+// heads reads what keys hold: one pipeline of GETs, and one of LLEN and
+// LINDEX for the keys that hold lists.
+func (c *conn) heads(ctx context.Context, keys []string) ([]head, error) {
+	hs := make([]head, len(keys))
+	cmds, err := c.getAll(ctx, keys)
+	if err != nil && !isReply(err) {
+		return nil, err
+	}
+	var lists []int
+	for i, cmd := range cmds {
+		switch err := cmd.Err(); {
+		case err == nil:
+			hs[i].stored = []byte(cmd.Val())
+		case errors.Is(err, redis.Nil):
+		case redis.HasErrorPrefix(err, "WRONGTYPE"):
+			lists = append(lists, i)
+		default:
+			return nil, fmt.Errorf("%q: %w", keys[i], err)
+		}
+	}
+	if len(lists) == 0 {
+		return hs, nil
+	}
+	bctx := c.clock.bound(ctx)
+	pipe := c.client.Pipeline()
+	lens, lasts := make([]*redis.IntCmd, len(lists)), make([]*redis.StringCmd, len(lists))
+	for j, i := range lists {
+		lens[j], lasts[j] = pipe.LLen(bctx, keys[i]), pipe.LIndex(bctx, keys[i], -1)
+	}
+	if _, err := pipe.Exec(bctx); err != nil && !isReply(err) {
+		return nil, err
+	}
+	for j, i := range lists {
+		// A key that is no longer a list changed in between: a list with
+		// no element here, whose change is told again.
+		last, _ := lasts[j].Bytes()
+		hs[i] = head{stored: last, list: true, length: lens[j].Val()}
+	}
+	return hs, nil
 }
 
 // ping asks the server for a reply within the timeout.

@@ -131,14 +131,14 @@ func RecordOf(stored []byte) (Record, error) {
 }
 
 // Restore writes records, as Dump returns them, under the prefix, and returns
-// how many it changed; a log's record replaces the key with the log. The last writer wins, as when the offline queue is
-// flushed: a record is skipped when the server holds a strictly newer
-// last_modified for its key, unless force is true. Each record is checked and
-// written in one atomic step, and the records go to the server in pipelines
-// of a thousand. A key must be a name, or names joined by ':' (a scope's
-// "conv_42:topic"), and a value JSON; otherwise Restore writes nothing and
-// returns an error naming it. On error, the count is of the records changed
-// until then.
+// how many it changed; a log's record replaces the key with the log. The
+// last writer wins, as when the offline queue is flushed: a record is
+// skipped when the server holds a strictly newer last_modified for its key,
+// unless force is true. Each record is checked and written in one atomic
+// step, and the records go to the server in pipelines of a thousand. A key
+// must be a name, or names joined by ':' (a scope's "conv_42:topic"), and a
+// value JSON; otherwise Restore writes nothing and returns an error naming
+// it. On error, the count is of the records changed until then.
 func (m *Memory) Restore(ctx context.Context, records map[string]Record, force bool) (int, error) {
 	if err := m.open("restore"); err != nil {
 		return 0, err

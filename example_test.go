@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -366,4 +367,28 @@ func ExampleMemory_Flush() {
 	// Output:
 	// queued: 1 read back: 42
 	// queued: 0 on the server: true
+}
+
+// Watch needs a server that tracks changes, Redis 6 or later, which
+// miniredis is not: this example is compiled, not run.
+func ExampleMemory_Watch() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, err := memory.New(ctx, memory.WithPrefix("myapp:"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	changes, err := m.Watch(ctx, "config")
+	if err != nil {
+		log.Fatal(err) // a server that refuses CLIENT TRACKING
+	}
+	for c := range changes { // until ctx ends or m is closed
+		if c.Deleted {
+			fmt.Println(c.Name, "deleted")
+			continue
+		}
+		fmt.Printf("%s = %s (written %s)\n", c.Name, c.Value, c.Modified.Format(time.RFC3339))
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -121,4 +122,22 @@ func countedMemory(t *testing.T, addr string, opts ...memory.Option) (*memory.Me
 	m, err := memory.New(ctx, append([]memory.Option{memory.WithClient(client), memory.WithPrefix("test:")}, opts...)...)
 	require.NoError(t, err)
 	return m, hook
+}
+
+// sentinelMemory starts a master, its replica and a Sentinel, and returns
+// them with a Memory of prefix "test:" over a failover client, closed when
+// the test ends.
+func sentinelMemory(t *testing.T) (*redisserver.Sentinel, *memory.Memory) {
+	t.Helper()
+	s := redisserver.StartSentinel(t)
+	client := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:    redisserver.MasterName,
+		SentinelAddrs: []string{s.Sentinel.Addr},
+	})
+	t.Cleanup(func() { client.Close() })
+	m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("test:"),
+		memory.WithTimeout(300*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	return s, m
 }

@@ -22,14 +22,16 @@ const (
 
 // A link is what every Memory over one client shares: this process's
 // identity as a writer, what it knows of keys, the queue of writes waiting
-// for the server, whether the server is known to be lost, and the one loop,
-// the flusher, that delivers the queue and probes a lost server.
+// for the server, whether the server is known to be lost, the one loop,
+// the flusher, that delivers the queue and probes a lost server, and the
+// tracker that Watch follows changes with.
 type link struct {
-	client redis.UniversalClient
-	writer string        // this process's identity in the records of operations
-	seq    atomic.Uint64 // of the last operation begun
-	store  *store
-	queue  *queue
+	client  redis.UniversalClient
+	writer  string        // this process's identity in the records of operations
+	seq     atomic.Uint64 // of the last operation begun
+	store   *store
+	queue   *queue
+	tracker *tracker // of the changes Watch tells
 
 	// lost says that writes go to the queue, and reads to the store,
 	// without trying the server. Only the flusher clears it.
@@ -56,7 +58,7 @@ func linkFor(client redis.UniversalClient) (l *link, first bool) {
 	l = links.m[client]
 	if first = l == nil; first {
 		s := newStore()
-		l = &link{client: client, writer: newWriter(), store: s, queue: newQueue(s)}
+		l = &link{client: client, writer: newWriter(), store: s, queue: newQueue(s), tracker: newTracker(client)}
 		links.m[client] = l
 	}
 	l.mu.Lock()

@@ -13,6 +13,7 @@
 //
 // A Memory is safe for concurrent use. Scope derives a child namespace, and
 // any number of Memory values, one per tenant say, can share one client.
+// Watch tells of every change to a namespace, whoever makes it.
 //
 // Each round trip to the server ends by the Memory's timeout (WithTimeout,
 // 500ms by default), the client's waits and retries included: most
@@ -42,6 +43,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,6 +69,10 @@ type shared struct {
 	closeTimeout time.Duration
 	log          *slog.Logger
 	closed       atomic.Bool
+	done         chan struct{} // closed by Close
+
+	watchMu  sync.Mutex     // orders starting watchers before Close waits for them
+	watchers sync.WaitGroup // the Memory's watchers, which Close ends
 }
 
 // New returns a Memory configured by opts, the process environment and the
@@ -91,6 +97,7 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 		queue:        c.queue,
 		closeTimeout: c.closeTimeout,
 		log:          c.logger,
+		done:         make(chan struct{}),
 	}
 	if s.client == nil {
 		s.client, s.ownsClient = c.server.client(), true
@@ -483,6 +490,10 @@ func (m *Memory) Close() error {
 	if !m.s.closed.CompareAndSwap(false, true) {
 		return fmt.Errorf("%w: close %q", ErrClosed, m.prefix)
 	}
+	m.s.watchMu.Lock() // no watcher starts after this
+	m.s.watchMu.Unlock()
+	close(m.s.done)
+	m.s.watchers.Wait()
 	m.s.link.queue.close(m.s.acct)
 	var err error
 	if m.Pending() > 0 {

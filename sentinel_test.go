@@ -6,11 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/redis-memory/memory"
-	"github.com/redis-memory/memory/internal/redisserver"
 )
 
 // TestSentinelFailover runs a Memory over a Sentinel failover client while
@@ -19,16 +17,7 @@ import (
 // reach the new master without a call to Flush, and the Memory goes on
 // working there.
 func TestSentinelFailover(t *testing.T) {
-	s := redisserver.StartSentinel(t)
-	client := redis.NewFailoverClient(&redis.FailoverOptions{
-		MasterName:    redisserver.MasterName,
-		SentinelAddrs: []string{s.Sentinel.Addr},
-	})
-	t.Cleanup(func() { client.Close() })
-	m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("test:"),
-		memory.WithTimeout(300*time.Millisecond))
-	require.NoError(t, err)
-	t.Cleanup(func() { m.Close() })
+	s, m := sentinelMemory(t)
 
 	type session struct {
 		User string

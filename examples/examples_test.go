@@ -40,7 +40,17 @@ var examples = map[string][]string{ // name: lines its output must hold
 		"  agent: Sunny, 21°C.",
 		"step seen by the first process: 3",
 	},
+	"configwatch": {
+		"operator: raise the rate limit  -> service runs with {RateLimit:100 Maintenance:false}",
+		"operator: start maintenance     -> service runs with {RateLimit:100 Maintenance:true}",
+		"operator: end maintenance       -> service runs with {RateLimit:100 Maintenance:false}",
+		"service: stopped watching",
+	},
 }
+
+// needsTracking holds the examples that need a server that tracks changes:
+// on the embedded miniredis they stop with an error that says so.
+var needsTracking = map[string]bool{"configwatch": true}
 
 // build builds every example into a temporary directory and returns it.
 func build(t *testing.T) string {
@@ -88,6 +98,12 @@ func TestExamples(t *testing.T) {
 
 	t.Run("embedded", func(t *testing.T) {
 		for name := range examples {
+			if needsTracking[name] {
+				code, out := execute(t, bin, name, baseEnv())
+				require.Equal(t, 1, code, out)
+				require.Contains(t, out, "CLIENT TRACKING, Redis 6 or later")
+				continue
+			}
 			out := run(t, name, baseEnv())
 			require.Contains(t, out, "using an embedded miniredis", name)
 		}
@@ -120,6 +136,7 @@ func TestExamplesRefuseBusyNamespaces(t *testing.T) {
 		"multitenant": "example:multitenant:tenant_2:data",
 		"agent":       "example:agent:conv_42:history",
 		"structbind":  "example:structbind:conv_7:user",
+		"configwatch": "example:configwatch:rate_limit",
 	} {
 		t.Run(name, func(t *testing.T) {
 			require.NoError(t, client.Set(t.Context(), key, `{"value": "mine", "last_modified": 1}`, 0).Err())

@@ -431,54 +431,63 @@ func restore(ctx context.Context, c *cli, args []string) error {
 	})
 }
 
-func watch(ctx context.Context, c *cli, args []string) error {
-	last := map[string]string{}
-	ticker := time.NewTicker(c.opts.interval)
-	defer ticker.Stop()
-	for {
-		for _, name := range args {
-			stored, err := c.stored(ctx, name)
-			if ctx.Err() != nil {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			record, _ := memory.RecordOf(stored)
-			if prev, seen := last[name]; seen && prev == string(stored) || !seen && stored == nil {
-				last[name] = string(stored)
-				continue
-			}
-			last[name] = string(stored)
-			c.change(name, record, stored != nil)
-		}
-		select {
-		case <-ctx.Done():
+func watch(ctx context.Context, c *cli, names []string) error {
+	changes, err := c.mem.Watch(ctx, names...)
+	if err != nil {
+		return err
+	}
+	// What the names hold as the watch starts, then each change.
+	for _, name := range names {
+		stored, err := c.stored(ctx, name)
+		switch {
+		case ctx.Err() != nil:
 			return nil
-		case <-ticker.C:
+		case err != nil:
+			return err
+		case stored != nil:
+			r, _ := memory.RecordOf(stored)
+			c.change(memory.Change{Name: name, Value: r.Value, Modified: stamp(r.LastModified)})
 		}
 	}
+	for change := range changes {
+		c.change(change)
+	}
+	return nil
+}
+
+// stamp returns the time of a last_modified stamp, zero for none.
+func stamp(lastModified int64) time.Time {
+	if lastModified <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, lastModified)
 }
 
 // change prints one change that watch saw.
-func (c *cli) change(name string, r memory.Record, present bool) {
+func (c *cli) change(ch memory.Change) {
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	if c.opts.json {
+		var lastModified int64
+		if !ch.Modified.IsZero() {
+			lastModified = ch.Modified.UnixNano()
+		}
 		json.NewEncoder(c.stdout).Encode(struct {
 			Time    string          `json:"time"`
 			Name    string          `json:"name"`
 			Deleted bool            `json:"deleted,omitempty"`
 			Value   json.RawMessage `json:"value,omitempty"`
 			Stamp   int64           `json:"last_modified,omitempty"`
-		}{now, name, !present, r.Value, r.LastModified})
+		}{now, ch.Name, ch.Deleted, ch.Value, lastModified})
 		return
 	}
-	if !present {
-		fmt.Fprintf(c.stdout, "%s %s deleted\n", now, name)
-		return
+	switch {
+	case ch.Deleted:
+		fmt.Fprintf(c.stdout, "%s %s deleted\n", now, ch.Name)
+	case ch.Modified.IsZero():
+		fmt.Fprintf(c.stdout, "%s %s = %s\n", now, ch.Name, ch.Value)
+	default:
+		fmt.Fprintf(c.stdout, "%s %s = %s (written %s)\n", now, ch.Name, ch.Value, ch.Modified.UTC().Format(time.RFC3339Nano))
 	}
-	written := time.Unix(0, r.LastModified).UTC().Format(time.RFC3339Nano)
-	fmt.Fprintf(c.stdout, "%s %s = %s (written %s)\n", now, name, r.Value, written)
 }
 
 // report prints v as JSON with --json, and calls human otherwise.

@@ -91,11 +91,8 @@ func init() {
 		{name: "restore", args: "FILE", summary: "write a dump back; values the server holds newer are kept unless --force",
 			example: "memory --prefix myapp: restore backup.json", nargs: exactly(1), run: restore,
 			flags: func(fs *flag.FlagSet, o *options) { fs.BoolVar(&o.force, "force", false, "overwrite newer values too") }},
-		{name: "watch", args: "NAME...", summary: "print each change of the names, with the time and the writer's stamp, until interrupted",
-			example: "memory watch status progress", nargs: atLeast(1), run: watch,
-			flags: func(fs *flag.FlagSet, o *options) {
-				fs.DurationVar(&o.interval, "interval", time.Second, "poll every `duration`")
-			}},
+		{name: "watch", args: "[NAME...]", summary: "print what the names hold, then each change, by any writer, with the time and the writer's stamp, until interrupted; with no names, every key under the prefix",
+			example: "memory watch status progress", nargs: anyNumber, run: watch},
 		{name: "info", summary: "show the server, the prefix, where each setting comes from, and the namespace's keys and scopes",
 			example: "memory --prefix myapp: info", nargs: none, run: info, unreachable: true},
 		{name: "help", args: "[COMMAND]", summary: "show how to use the tool, or a command",
@@ -104,6 +101,7 @@ func init() {
 }
 
 func none(n int) bool              { return n == 0 }
+func anyNumber(int) bool           { return true }
 func exactly(k int) func(int) bool { return func(n int) bool { return n == k } }
 func atLeast(k int) func(int) bool { return func(n int) bool { return n >= k } }
 func atMost(k int) func(int) bool  { return func(n int) bool { return n <= k } }
@@ -118,7 +116,7 @@ type options struct {
 	version      bool
 
 	raw, yes, dryRun, force, scopes bool
-	ttl, interval                   time.Duration
+	ttl                             time.Duration
 	output                          string
 }
 

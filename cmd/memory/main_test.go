@@ -441,32 +441,78 @@ func TestDumpClearRestore(t *testing.T) {
 }
 
 func TestWatch(t *testing.T) {
-	addr := miniredis.RunT(t).Addr()
+	addr := redisserver.Start(t).Addr
 	m := newMemory(t, addr, "memory:")
 	require.NoError(t, m.Set(ctx, "status", "starting"))
+	raw := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { raw.Close() })
 
 	isolate(t)
 	out, stdout := io.Pipe()
 	watchCtx, stop := context.WithCancel(t.Context())
 	code := make(chan int, 1)
 	go func() {
-		code <- run(watchCtx, []string{"--url", "redis://" + addr, "watch", "--interval", "20ms", "status"}, strings.NewReader(""), stdout, io.Discard)
+		code <- run(watchCtx, []string{"--url", "redis://" + addr, "watch", "status"}, strings.NewReader(""), stdout, io.Discard)
 		stdout.Close()
 	}()
 	lines := bufio.NewScanner(out)
 
 	require.True(t, lines.Scan())
-	require.Regexp(t, `^\S+ status = "starting" \(written \S+\)$`, lines.Text())
+	require.Regexp(t, `^\S+ status = "starting" \(written \S+\)$`, lines.Text(), "what it holds first")
 	require.NoError(t, m.Set(ctx, "status", "running"))
 	require.True(t, lines.Scan())
 	require.Contains(t, lines.Text(), `status = "running"`)
+	require.NoError(t, raw.Set(ctx, "memory:status", "42", 0).Err())
+	require.True(t, lines.Scan())
+	require.Regexp(t, `^\S+ status = 42$`, lines.Text(), "another writer's bare value")
+	require.NoError(t, raw.Set(ctx, "memory:other", "1", 0).Err())
 	require.NoError(t, m.Delete(ctx, "status"))
 	require.True(t, lines.Scan())
-	require.Regexp(t, `^\S+ status deleted$`, lines.Text())
+	require.Regexp(t, `^\S+ status deleted$`, lines.Text(), "only the names watched")
 
 	stop() // as an interrupt does
 	go io.Copy(io.Discard, out)
 	require.Equal(t, exitOK, <-code, "an interrupt ends watch with success")
+
+	t.Run("every name, as JSON", func(t *testing.T) {
+		out, stdout := io.Pipe()
+		watchCtx, stop := context.WithCancel(t.Context())
+		code := make(chan int, 1)
+		go func() {
+			code <- run(watchCtx, []string{"--url", "redis://" + addr, "--json", "watch"}, strings.NewReader(""), stdout, io.Discard)
+			stdout.Close()
+		}()
+		lines := bufio.NewScanner(out)
+		conv, err := m.Scope("conv_1")
+		require.NoError(t, err)
+		// The watch starts at some point: write until it tells.
+		written := make(chan struct{})
+		go func() {
+			defer close(written)
+			for watchCtx.Err() == nil && conv.Set(ctx, "topic", "go") == nil {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+		require.True(t, lines.Scan())
+		var change struct {
+			Name  string
+			Value json.RawMessage
+			Stamp int64 `json:"last_modified"`
+		}
+		require.NoError(t, json.Unmarshal(lines.Bytes(), &change))
+		require.Equal(t, "conv_1:topic", change.Name)
+		require.JSONEq(t, `"go"`, string(change.Value))
+		require.Positive(t, change.Stamp)
+		stop()
+		<-written
+		go io.Copy(io.Discard, out)
+		require.Equal(t, exitOK, <-code)
+	})
+	t.Run("miniredis refuses", func(t *testing.T) {
+		r := invoke(t, miniredis.RunT(t).Addr(), "", "watch", "status")
+		require.Equal(t, exitFailure, r.code)
+		require.Contains(t, r.stderr, "CLIENT TRACKING")
+	})
 }
 
 func TestLogs(t *testing.T) {
