@@ -40,14 +40,14 @@ func TestACLTenants(t *testing.T) {
 		args = append(args, "on", ">pw-"+tenant, "~"+tenant+":*")
 		require.NoError(t, admin.Do(ctx, args...).Err())
 	}
-	as := func(t *testing.T, user, prefix string) *memory.Memory {
+	as := func(t *testing.T, user, prefix string, opts ...memory.Option) *memory.Memory {
 		t.Helper()
-		return newMemory(t, srv.Addr, memory.WithURL("redis://"+user+":pw-"+user+"@"+srv.Addr), memory.WithPrefix(prefix))
+		return newMemory(t, srv.Addr, append(opts, memory.WithURL("redis://"+user+":pw-"+user+"@"+srv.Addr), memory.WithPrefix(prefix))...)
 	}
 
 	for _, tenant := range []string{"tenant1", "tenant2"} {
 		t.Run(tenant+" in its prefix", func(t *testing.T) {
-			m := as(t, tenant, tenant+":")
+			m := as(t, tenant, tenant+":", memory.WithLocalCache(100))
 			require.NoError(t, m.Set(ctx, "data", tenant+" data"))
 			requireValue(t, m, "data", tenant+" data")
 			ok, err := m.Has(ctx, "data")
@@ -90,6 +90,8 @@ func TestACLTenants(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, m.Delete(ctx, "n"))
 			require.Equal(t, memory.Change{Name: "n", Deleted: true}, nextChange(t, changes))
+			requireValue(t, m, "data", tenant+" data")
+			require.Positive(t, m.Stats().CacheHits, "the local cache answered")
 		})
 	}
 

@@ -318,6 +318,9 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 			return nil
 		}
 		if !m.unknown(ctx, err) {
+			for _, i := range saved { // they may have applied
+				m.s.link.store.forget(keys[i])
+			}
 			return opError(ctx, "save", m.prefix, err)
 		}
 		m.s.link.failed(m.s.acct, err)
@@ -395,6 +398,36 @@ func firstError(cmds []*redis.Cmd) error {
 	return nil
 }
 
+// loadAll reads keys in one round trip, or from the local cache, and
+// returns a function giving what the i-th key holds as far as this process
+// knows, or the server's error for it.
+func (m *Memory) loadAll(ctx context.Context, keys []string) (get func(i int, key string) ([]byte, error), err error) {
+	if c := m.cacheFor(ctx, keys...); c != nil {
+		stored, errs, err := c.getAll(ctx, m.s.conn, keys)
+		return func(i int, _ string) ([]byte, error) { return stored[i], errs[i] }, err
+	}
+	cmds, _, err := m.s.conn.getAll(ctx, keys, false)
+	// Exec reports the first failed command, a miss included: only an
+	// error that is no reply of the server's fails them all.
+	if err != nil && !isReply(err) {
+		return nil, err
+	}
+	return func(i int, key string) ([]byte, error) {
+		data, err := cmds[i].Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+			data = nil
+		case err != nil:
+			return nil, err
+		}
+		if stored, ok := m.seen(key, data); ok {
+			return stored, nil
+		}
+		k, _, _ := m.s.link.store.recall(key)
+		return k.stored, nil
+	}, nil
+}
+
 // isEmpty reports whether omitempty leaves v unwritten: a zero value, or an
 // empty slice or map.
 func isEmpty(v reflect.Value) bool {
@@ -421,24 +454,9 @@ func (m *Memory) Load(ctx context.Context, dst any) error {
 	}
 	var cause error
 	if !m.lost() {
-		cmds, err := m.s.conn.getAll(ctx, keys)
-		// Exec reports the first failed command, a miss included: only an
-		// error that is no reply of the server's fails them all.
-		if err == nil || isReply(err) {
-			return m.fill(v, fields, keys, func(i int, key string) ([]byte, error) {
-				data, err := cmds[i].Bytes()
-				switch {
-				case errors.Is(err, redis.Nil):
-					data = nil
-				case err != nil:
-					return nil, err
-				}
-				if stored, ok := m.seen(key, data); ok {
-					return stored, nil
-				}
-				k, _, _ := m.s.link.store.recall(key)
-				return k.stored, nil
-			})
+		get, err := m.loadAll(ctx, keys)
+		if err == nil {
+			return m.fill(v, fields, keys, get)
 		}
 		if !offline(ctx, err) {
 			return opError(ctx, "load", m.prefix, err)

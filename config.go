@@ -47,6 +47,8 @@ type config struct {
 	ttl          time.Duration
 	queue        bool
 	maxPending   int
+	cache        int     // entries of the local cache; 0: off
+	hasCache     bool    // set by WithLocalCache, which wins over MEMORY_LOCAL_CACHE
 	server       *server // of the client New creates, when no WithClient
 }
 
@@ -133,6 +135,18 @@ func WithMaxPending(n int) Option {
 	return func(c *config) { c.maxPending = n }
 }
 
+// WithLocalCache turns the local cache on, with room for maxEntries values
+// across every Memory over the client, or off with 0, the default; it wins
+// over MEMORY_LOCAL_CACHE. Reads are then answered from process memory
+// while the server tells the process of changes to the keys read (CLIENT
+// TRACKING). A process always reads its own writes, through any Memory
+// over the client; another process's writes are seen within milliseconds,
+// and never more than half a second late. A server that refuses tracking
+// leaves reads to the server, with a warning.
+func WithLocalCache(maxEntries int) Option {
+	return func(c *config) { c.cache, c.hasCache = maxEntries, true }
+}
+
 // newConfig applies opts over the environment and checks the result.
 func newConfig(opts []Option) (*config, error) {
 	c := &config{timeout: DefaultTimeout, closeTimeout: DefaultCloseTimeout, queue: true, maxPending: DefaultMaxPending}
@@ -154,6 +168,16 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	if c.ttl < 0 {
 		return nil, fmt.Errorf("memory: WithDefaultTTL(%v): the TTL must not be negative", c.ttl)
+	}
+	if c.cache < 0 {
+		return nil, fmt.Errorf("memory: WithLocalCache(%d): the number of entries must not be negative", c.cache)
+	}
+	if v := env.lookup("MEMORY_LOCAL_CACHE"); v != "" && !c.hasCache {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("memory: MEMORY_LOCAL_CACHE=%q: want a number of entries, 0 for none", v)
+		}
+		c.cache = n
 	}
 	source := fmt.Sprintf("WithPrefix(%q)", c.prefix)
 	if !c.hasPrefix {

@@ -25,7 +25,7 @@ func clearEnv(t *testing.T) {
 	t.Helper()
 	for _, name := range []string{
 		"REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD",
-		"REDIS_DB", "REDIS_PREFIX", "MEMORY_LOG_LEVEL",
+		"REDIS_DB", "REDIS_PREFIX", "MEMORY_LOG_LEVEL", "MEMORY_LOCAL_CACHE",
 	} {
 		t.Setenv(name, "")
 	}
@@ -88,6 +88,9 @@ func TestConfigErrors(t *testing.T) {
 		{"close timeout", nil, []memory.Option{memory.WithCloseTimeout(-time.Second)}, []string{"WithCloseTimeout(-1s)"}, ""},
 		{"ttl", nil, []memory.Option{memory.WithDefaultTTL(-time.Second)}, []string{"WithDefaultTTL(-1s)"}, ""},
 		{"env file", nil, []memory.Option{memory.WithEnvFile(missing)}, []string{"WithEnvFile", missing}, ""},
+		{"local cache", nil, []memory.Option{memory.WithLocalCache(-1)}, []string{"WithLocalCache(-1)"}, ""},
+		{"local cache variable", map[string]string{"MEMORY_LOCAL_CACHE": "lots"}, nil, []string{"MEMORY_LOCAL_CACHE", `"lots"`}, ""},
+		{"local cache negative", map[string]string{"MEMORY_LOCAL_CACHE": "-5"}, nil, []string{"MEMORY_LOCAL_CACHE", `"-5"`}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -71,18 +72,40 @@ func (c *conn) writeAll(ctx context.Context, tx bool, commands [][]any) ([]*redi
 	return cmds, err
 }
 
-// getAll reads the strings stored at keys in one pipeline of GETs, which
-// works across the slots of a cluster, within the timeout. Exec's error is
-// the first failed command, a miss included.
-func (c *conn) getAll(ctx context.Context, keys []string) ([]*redis.StringCmd, error) {
+// getExpiring returns the string stored at key, nil when there is none, and
+// its PTTL, in one round trip. A key that is not a string gives a
+// *DecodeError.
+func (c *conn) getExpiring(ctx context.Context, key string) ([]byte, time.Duration, error) {
+	gets, ttls, err := c.getAll(ctx, []string{key}, true)
+	if err != nil && !isReply(err) {
+		return nil, 0, err
+	}
+	stored, err := gets[0].Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, ttls[0].Val(), nil
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		return nil, 0, &DecodeError{Key: key, Err: err}
+	}
+	return stored, ttls[0].Val(), err
+}
+
+// getAll reads the strings stored at keys, and with ttl their PTTLs, in one
+// pipeline, which works across the slots of a cluster, within the timeout.
+// Exec's error is the first failed command, a miss included.
+func (c *conn) getAll(ctx context.Context, keys []string, ttl bool) ([]*redis.StringCmd, []*redis.DurationCmd, error) {
 	bctx := c.clock.bound(ctx)
 	pipe := c.client.Pipeline()
-	cmds := make([]*redis.StringCmd, len(keys))
+	gets := make([]*redis.StringCmd, len(keys))
+	var ttls []*redis.DurationCmd
 	for i, key := range keys {
-		cmds[i] = pipe.Get(bctx, key)
+		gets[i] = pipe.Get(bctx, key)
+		if ttl {
+			ttls = append(ttls, pipe.PTTL(bctx, key))
+		}
 	}
 	_, err := pipe.Exec(bctx)
-	return cmds, err
+	return gets, ttls, err
 }
 
 // A head is what a key holds, as Watch tells it: a string, or the length
@@ -97,7 +120,7 @@ type head struct {
 // LINDEX for the keys that hold lists.
 func (c *conn) heads(ctx context.Context, keys []string) ([]head, error) {
 	hs := make([]head, len(keys))
-	cmds, err := c.getAll(ctx, keys)
+	cmds, _, err := c.getAll(ctx, keys, false)
 	if err != nil && !isReply(err) {
 		return nil, err
 	}

@@ -177,6 +177,9 @@ func (m *Memory) Restore(ctx context.Context, records map[string]Record, force b
 			}
 		}
 		if err != nil {
+			for _, key := range batch { // some may have applied
+				m.s.link.store.forget(m.prefix + key)
+			}
 			return written, readError(ctx, "restore", m.prefix, err)
 		}
 	}

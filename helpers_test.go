@@ -102,6 +102,18 @@ func (h *roundTrips) reset() {
 	h.count, h.pipelines = 0, nil
 }
 
+// commands returns how many commands were counted, those of pipelines
+// included.
+func (h *roundTrips) commands() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.count
+	for _, p := range h.pipelines {
+		n += len(p) - 1
+	}
+	return n
+}
+
 // countedMemory returns a Memory with prefix "test:" over a client on addr
 // that counts its round trips. The client's connections, of its main pool
 // and of its pipeline pool, are open before counting starts, so that
@@ -125,9 +137,9 @@ func countedMemory(t *testing.T, addr string, opts ...memory.Option) (*memory.Me
 }
 
 // sentinelMemory starts a master, its replica and a Sentinel, and returns
-// them with a Memory of prefix "test:" over a failover client, closed when
-// the test ends.
-func sentinelMemory(t *testing.T) (*redisserver.Sentinel, *memory.Memory) {
+// them with a Memory of prefix "test:", and opts, over a failover client,
+// closed when the test ends.
+func sentinelMemory(t *testing.T, opts ...memory.Option) (*redisserver.Sentinel, *memory.Memory) {
 	t.Helper()
 	s := redisserver.StartSentinel(t)
 	client := redis.NewFailoverClient(&redis.FailoverOptions{
@@ -135,8 +147,8 @@ func sentinelMemory(t *testing.T) (*redisserver.Sentinel, *memory.Memory) {
 		SentinelAddrs: []string{s.Sentinel.Addr},
 	})
 	t.Cleanup(func() { client.Close() })
-	m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("test:"),
-		memory.WithTimeout(300*time.Millisecond))
+	m, err := memory.New(ctx, append([]memory.Option{memory.WithClient(client), memory.WithPrefix("test:"),
+		memory.WithTimeout(300 * time.Millisecond)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return s, m

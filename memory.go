@@ -13,7 +13,11 @@
 //
 // A Memory is safe for concurrent use. Scope derives a child namespace, and
 // any number of Memory values, one per tenant say, can share one client.
-// Watch tells of every change to a namespace, whoever makes it.
+// Watch tells of every change to a namespace, whoever makes it; with
+// WithLocalCache, reads are answered from process memory that the server
+// keeps fresh: a process always reads its own writes, and another
+// process's within half a second at most (docs/cache.md of the repository
+// says exactly what holds).
 //
 // Each round trip to the server ends by the Memory's timeout (WithTimeout,
 // 500ms by default), the client's waits and retries included: most
@@ -42,6 +46,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -68,6 +73,7 @@ type shared struct {
 	queue        bool // writes to an unreachable server are queued
 	closeTimeout time.Duration
 	log          *slog.Logger
+	cache        *localCache // nil when off
 	closed       atomic.Bool
 	done         chan struct{} // closed by Close
 
@@ -113,6 +119,10 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 	s.link, first = linkFor(s.client)
 	if first && !s.ownsClient && !contextTimeoutEnabled(s.client) {
 		s.log.Warn("memory: the client does not hold to its contexts' deadlines (ContextTimeoutEnabled is false): a server that does not answer holds an operation until the client's ReadTimeout, not the Memory's timeout")
+	}
+	if c.cache > 0 {
+		s.link.store.allowFresh(c.cache)
+		s.cache = &localCache{store: s.link.store, tracker: s.link.tracker, prefix: c.prefix, log: s.log}
 	}
 	s.acct = &account{conn: s.conn, log: s.log, maxPending: c.maxPending}
 	s.log.Debug("memory: ready", "prefix", c.prefix, "shared_client", !s.ownsClient)
@@ -260,6 +270,7 @@ func (m *Memory) SetIfAbsent(ctx context.Context, name string, value any) (bool,
 			return err == nil && reply.outcome != conflicted, err
 		})
 	if err != nil {
+		m.s.link.store.forget(key) // it may have applied
 		return false, readError(ctx, "set if absent", key, err)
 	}
 	if wrote {
@@ -276,6 +287,25 @@ func (m *Memory) SetIfAbsent(ctx context.Context, name string, value any) (bool,
 // returns the last value this process knows, its queued writes included, and
 // otherwise an error wrapping ErrUnavailable.
 func (m *Memory) Get(ctx context.Context, name string, dst any) error {
+	return m.get(ctx, name, dst, func(decoded any) bool { return assign(dst, decoded) })
+}
+
+// GetAs returns the value of name as a T. It fails as Get does.
+func GetAs[T any](ctx context.Context, m *Memory, name string) (T, error) {
+	var v T
+	err := m.get(ctx, name, &v, func(decoded any) bool {
+		d, ok := decoded.(T)
+		if ok {
+			v = d
+		}
+		return ok
+	})
+	return v, err
+}
+
+// get decodes the value of name into dst, as Get does, or, when the local
+// cache keeps it decoded, has use set dst to the decoded value if it can.
+func (m *Memory) get(ctx context.Context, name string, dst any, use func(decoded any) bool) error {
 	key, err := m.key("get", name)
 	if err != nil {
 		return err
@@ -283,24 +313,23 @@ func (m *Memory) Get(ctx context.Context, name string, dst any) error {
 	if err := checkDestination(dst); err != nil {
 		return fmt.Errorf("memory: get %q: %w", key, err)
 	}
-	stored, err := m.lookup(ctx, "get", key)
+	stored, decoded, err := m.read(ctx, "get", key)
 	switch {
 	case err != nil:
 		return err
 	case stored == nil:
 		return fmt.Errorf("%w: get %q", ErrNotFound, key)
+	case decoded != nil && use(decoded):
+		return nil
 	}
+	keep := m.s.cache != nil && decodable(dst)
 	if _, err := decode(stored, dst); err != nil {
 		return &DecodeError{Key: key, Err: err}
 	}
+	if keep {
+		m.s.link.store.keepDecoded(key, stored, reflect.ValueOf(dst).Elem().Interface())
+	}
 	return nil
-}
-
-// GetAs returns the value of name as a T. It fails as Get does.
-func GetAs[T any](ctx context.Context, m *Memory, name string) (T, error) {
-	var v T
-	err := m.Get(ctx, name, &v)
-	return v, err
 }
 
 // Has reports whether name has a value. While the server cannot be reached,
@@ -400,12 +429,16 @@ type Stats struct {
 // Stats returns the counts of the Memory and its scopes.
 func (m *Memory) Stats() Stats {
 	a := m.s.acct
-	return Stats{
+	st := Stats{
 		Pending:   int(a.pending.Load()),
 		Offline:   m.s.link.lost.Load(),
 		Delivered: a.delivered.Load(),
 		Dropped:   a.dropped.Load(),
 	}
+	if c := m.s.cache; c != nil {
+		st.CacheHits, st.CacheMisses = c.hits.Load(), c.misses.Load()
+	}
+	return st
 }
 
 // Flush delivers the queued writes of the Memory and its scopes now, without
@@ -494,6 +527,9 @@ func (m *Memory) Close() error {
 	m.s.watchMu.Unlock()
 	close(m.s.done)
 	m.s.watchers.Wait()
+	if m.s.cache != nil {
+		m.s.cache.close()
+	}
 	m.s.link.queue.close(m.s.acct)
 	var err error
 	if m.Pending() > 0 {

@@ -125,11 +125,11 @@ func (m *Memory) Clear(ctx context.Context) (int, error) {
 		return err
 	})
 	n := int(removed.Load())
+	m.s.link.store.forgetPrefix(m.prefix)
 	if err != nil {
 		m.s.log.Warn("memory: clear failed", "prefix", m.prefix, "removed", n, "err", err)
 		return n, err
 	}
-	m.s.link.store.forgetPrefix(m.prefix)
 	m.s.log.Info("memory: cleared", "prefix", m.prefix, "removed", n)
 	return n, nil
 }

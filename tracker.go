@@ -10,9 +10,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // This file holds the tracker: the one follower, per client, of the keys
@@ -52,6 +54,11 @@ const (
 	trackRetryMax  = 2 * time.Second
 	trackConnect   = time.Second // for each command of a feed's handshake
 	clusterRefresh = 10 * time.Second
+
+	// liveFor is how long a feed may go without hearing from its server
+	// and still be trusted to have told every change: its ping and the
+	// pong's wait.
+	liveFor = 2 * trackPing
 )
 
 // A follower is told of the keys under its prefix that any writer changed.
@@ -70,9 +77,10 @@ type tracker struct {
 	client redis.UniversalClient
 	build  sync.Mutex // held while a generation is made
 
+	gen atomic.Pointer[generation] // nil while no one follows; set with mu held
+
 	mu        sync.Mutex                       // guards the fields below
 	followers map[string]map[follower]struct{} // by prefix
-	gen       *generation                      // nil while no one follows
 	log       *slog.Logger                     // the last follower's
 }
 
@@ -105,7 +113,7 @@ func (t *tracker) cover(ctx context.Context) error {
 	defer t.build.Unlock()
 	t.mu.Lock()
 	prefixes := coverOf(slices.Collect(maps.Keys(t.followers)))
-	old, log := t.gen, t.log
+	old, log := t.gen.Load(), t.log
 	t.mu.Unlock()
 	if old != nil && old.covers(prefixes) {
 		return nil
@@ -115,11 +123,11 @@ func (t *tracker) cover(ctx context.Context) error {
 		return err
 	}
 	t.mu.Lock()
-	old = t.gen
+	old = t.gen.Load()
 	if len(t.followers) == 0 { // they all left meanwhile
 		old, g = g, nil
 	}
-	t.gen = g
+	t.gen.Store(g)
 	t.mu.Unlock()
 	if old != nil {
 		old.stop()
@@ -137,12 +145,33 @@ func (t *tracker) unfollow(prefix string, f follower) {
 	}
 	var g *generation
 	if len(t.followers) == 0 {
-		g, t.gen = t.gen, nil
+		g = t.gen.Swap(nil)
 	}
 	t.mu.Unlock()
 	if g != nil {
 		g.stop()
 	}
+}
+
+// live reports whether every feed tracking the followers' prefixes heard
+// from its server within the last liveFor: the changes made on the server
+// until then have been told.
+func (t *tracker) live() bool {
+	g := t.gen.Load()
+	if g == nil {
+		return false
+	}
+	feeds := g.list.Load()
+	if feeds == nil || len(*feeds) == 0 {
+		return false
+	}
+	since := time.Now().Add(-liveFor).UnixNano()
+	for _, f := range *feeds {
+		if f.heard.Load() < since {
+			return false
+		}
+	}
+	return true
 }
 
 // dispatch tells each follower of the keys under its prefix.
@@ -204,8 +233,9 @@ type generation struct {
 	kick     chan struct{} // asks a cluster's refresh to run now; holds at most one
 	wg       sync.WaitGroup
 
-	mu    sync.Mutex       // guards feeds
-	feeds map[string]*feed // by address
+	mu    sync.Mutex              // guards feeds
+	feeds map[string]*feed        // by address
+	list  atomic.Pointer[[]*feed] // the feeds, for live; set with mu held
 }
 
 // startGeneration connects feeds tracking prefixes to every server of t's
@@ -285,8 +315,15 @@ func (g *generation) add(ctx context.Context, o *redis.Options) error {
 		return g.ctx.Err()
 	}
 	g.feeds[o.Addr] = f
+	g.listFeeds()
 	g.wg.Go(func() { g.run(f) })
 	return nil
+}
+
+// listFeeds lists the feeds of g for live. g.mu must be held.
+func (g *generation) listFeeds() {
+	list := slices.Collect(maps.Values(g.feeds))
+	g.list.Store(&list)
 }
 
 // stop closes the feeds of g and waits for their loops to end.
@@ -317,10 +354,11 @@ func (g *generation) run(f *feed) {
 		case err != nil:
 			// Lost: a ping unanswered, a broken connection, or a message
 			// the client cannot read, as a flush's, which names no key.
-			if failures == 0 {
-				g.log.Warn("memory: tracking of changes interrupted; what is watched is read again", "addr", f.addr, "err", err)
-			}
+			f.heard.Store(0) // not live until subscribed again
 			g.t.lost()
+			if failures == 0 {
+				g.log.Warn("memory: tracking of changes interrupted; what is watched is read again, and the local cache emptied", "addr", f.addr, "err", err)
+			}
 			g.refreshSoon()
 			if netErr != nil && netErr.Timeout() {
 				f.resubscribe(g.ctx)
@@ -343,6 +381,7 @@ func (g *generation) run(f *feed) {
 			// between went untold.
 			g.t.lost()
 		}
+		f.heard.Store(time.Now().UnixNano())
 	}
 }
 
@@ -387,6 +426,7 @@ func (g *generation) refresh() {
 				if !masters[addr] {
 					f.close()
 					delete(g.feeds, addr)
+					g.listFeeds()
 				}
 			}
 			g.mu.Unlock()
@@ -406,6 +446,7 @@ func (g *generation) refresh() {
 type feed struct {
 	addr   string
 	client *redis.Client // of one connection, for the subscription alone
+	heard  atomic.Int64  // when the feed last heard from its server, in Unix nanoseconds, once it told what it heard
 
 	mu sync.Mutex    // guards ps
 	ps *redis.PubSub // nil once closed
@@ -416,11 +457,10 @@ type feed struct {
 // connects again, and subscribes; it returns once the server confirmed.
 func openFeed(ctx context.Context, base *redis.Options, prefixes []string) (*feed, error) {
 	o := *base
-	if base.MaintNotificationsConfig != nil {
-		c := *base.MaintNotificationsConfig
-		o.MaintNotificationsConfig = &c
-	}
 	o.Protocol = 2 // invalidations as messages of a channel
+	// Maintenance notifications come over RESP3 only; and the client's
+	// own configuration of them is go-redis's to change under its lock.
+	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	o.PoolSize, o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns = 1, 0, 0, 0
 	// The handshake of a connection that does not answer must not hold
 	// the feed longer than a lost ping does.
@@ -451,6 +491,7 @@ func openFeed(ctx context.Context, base *redis.Options, prefixes []string) (*fee
 		f.close()
 		return nil, fmt.Errorf("memory: tracking changes on %s (CLIENT TRACKING, Redis 6 or later): %w", o.Addr, err)
 	}
+	f.heard.Store(time.Now().UnixNano())
 	return f, nil
 }
 

@@ -128,10 +128,12 @@ func (m *Memory) update(ctx context.Context, key string, change localChange) err
 		case err != nil && !isDecodeError(err) && m.unknown(ctx, err):
 			return queue(err, true)
 		case err != nil && attempt > 1 && ctx.Err() != nil:
+			m.s.link.store.forget(key) // it may have applied
 			return fmt.Errorf("%w: update %q: %w", ErrConflict, key, ctx.Err())
 		case errors.Is(err, errUnchanged):
 			return nil
 		case err != nil:
+			m.s.link.store.forget(key) // it may have applied
 			return readError(ctx, "update", key, err)
 		case reply.outcome == applied:
 			k, _, _ := m.s.link.store.recall(key)

@@ -90,7 +90,7 @@ func BenchmarkWatchTenants(b *testing.B) {
 		started := time.Since(start)
 		conns := serverClients(b, client) - before
 		addedGoroutines := runtime.NumGoroutine() - goroutines
-		addedHeap := int64(heapInUse()) - int64(heap)
+		addedHeap := heapInUse() - heap
 
 		start = time.Now()
 		for _, m := range mems {

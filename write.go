@@ -44,6 +44,7 @@ func (m *Memory) replace(ctx context.Context, op, key string, p *put, send func(
 			return nil
 		}
 		if !m.unknown(ctx, err) {
+			m.s.link.store.forget(key) // it may have applied
 			return opError(ctx, op, key, err)
 		}
 		m.s.link.failed(m.s.acct, err)
@@ -162,24 +163,41 @@ func changed(stored []byte, reply opReply) bool {
 // reached, and while writes of this process to key wait in the queue, which
 // the server does not hold yet.
 func (m *Memory) lookup(ctx context.Context, op, key string) ([]byte, error) {
+	stored, _, err := m.read(ctx, op, key)
+	return stored, err
+}
+
+// read returns what lookup does, from the local cache when it can answer,
+// and the decoded value the cache keeps of it, if any.
+func (m *Memory) read(ctx context.Context, op, key string) ([]byte, any, error) {
 	var cause error
 	if !m.lost() {
-		stored, err := m.s.conn.get(ctx, key)
+		var stored []byte
+		var decoded any
+		var err error
+		c := m.cacheFor(ctx, key)
+		if c != nil {
+			stored, decoded, err = c.get(ctx, m.s.conn, key)
+		} else {
+			stored, err = m.s.conn.get(ctx, key)
+		}
 		switch {
+		case err == nil && c != nil:
+			return stored, decoded, nil
 		case err == nil:
 			if stored, ok := m.seen(key, stored); ok {
-				return stored, nil
+				return stored, nil, nil
 			}
 		case isDecodeError(err) || !offline(ctx, err):
-			return nil, readError(ctx, op, key, err)
+			return nil, nil, readError(ctx, op, key, err)
 		default:
 			cause = err
 		}
 	}
 	if k, ok, _ := m.s.link.store.recall(key); ok {
-		return k.stored, nil
+		return k.stored, nil, nil
 	}
-	return nil, errOffline(op, key, cause)
+	return nil, nil, errOffline(op, key, cause)
 }
 
 // seen returns what key holds as far as this process knows, given stored,
