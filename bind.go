@@ -368,20 +368,35 @@ func encodeFields(v reflect.Value, fields []boundField, now int64) (saved []int,
 	return saved, e.envelopes(), nil
 }
 
-// saveAll writes values[j] under keys[saved[j]] in one round trip: one
-// transaction, unless the client is a cluster and the keys span slots, where
-// a transaction cannot run; the writes are then atomic one by one. A prefix
-// with a hash tag keeps a Memory's keys in one slot.
+// saveAll writes values[j] under keys[saved[j]] in one round trip, as one
+// atomic command: one MSET, or, where a TTL applies, one MULTI/EXEC
+// transaction of SETs; unless the client is a cluster and the keys span
+// slots, where neither can run: the writes are then a pipeline of SETs,
+// atomic one by one. A prefix with a hash tag keeps a Memory's keys in one
+// slot.
 func (m *Memory) saveAll(ctx context.Context, keys []string, saved []int, values [][]byte) error {
-	_, cluster := m.s.client.(*redis.ClusterClient)
-	sets := make([][]any, len(saved))
+	written := make([]string, len(saved))
 	for j, i := range saved {
-		sets[j] = []any{"set", keys[i], values[j]}
+		written[j] = keys[i]
+	}
+	_, cluster := m.s.client.(*redis.ClusterClient)
+	together := !cluster || oneSlot(written)
+	if together && m.s.ttl == 0 {
+		args := make([]any, 0, 1+2*len(written))
+		args = append(args, "mset")
+		for j, key := range written {
+			args = append(args, key, values[j])
+		}
+		return m.s.conn.write(ctx, args...).Err()
+	}
+	sets := make([][]any, len(written))
+	for j, key := range written {
+		sets[j] = []any{"set", key, values[j]}
 		if m.s.ttl > 0 {
 			sets[j] = append(sets[j], "px", m.s.ttl.Milliseconds())
 		}
 	}
-	cmds, err := m.s.conn.writeAll(ctx, !cluster || oneSlot(keys), sets)
+	cmds, err := m.s.conn.writeAll(ctx, together, sets)
 	if cause := firstError(cmds); redis.IsExecAbortError(err) && cause != nil {
 		err = cause // why the transaction was discarded
 	}

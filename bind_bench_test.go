@@ -86,8 +86,10 @@ func benchmarkSave(b *testing.B, m *memory.Memory, client *redis.Client) {
 	src := wideValue()
 	keys, values := wideFields(src)
 	envelopes := make([][]byte, len(values))
+	var pairs []any // for MSET
 	for i, v := range values {
 		envelopes[i], _ = json.Marshal(anyEnvelope{v, time.Now().UnixNano()})
+		pairs = append(pairs, keys[i], envelopes[i])
 	}
 	compare(b,
 		variant{"memory", func() error { return m.Save(ctx, src) }},
@@ -116,6 +118,7 @@ func benchmarkSave(b *testing.B, m *memory.Memory, client *redis.Client) {
 			})
 			return err
 		}},
+		variant{"raw-mset", func() error { return client.MSet(ctx, pairs...).Err() }},
 		variant{"raw+json", func() error {
 			now := time.Now().UnixNano()
 			_, err := client.TxPipelined(ctx, func(p redis.Pipeliner) error {

@@ -101,15 +101,27 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	})
 }
 
-func TestSaveIsOneTransaction(t *testing.T) {
-	m, hook := countedMemory(t, miniredisAddr(t))
-	src := fullSession()
-	require.NoError(t, m.Save(ctx, &src))
-	require.Len(t, hook.pipelines, 1)
-	names := hook.pipelines[0]
-	require.Equal(t, "multi", names[0])
-	require.Equal(t, "exec", names[len(names)-1])
-	require.Len(t, names, len(sessionKeys)+2)
+// TestSaveIsOneCommand saves a struct: one MSET, or, with a TTL, one
+// MULTI/EXEC transaction of SETs.
+func TestSaveIsOneCommand(t *testing.T) {
+	eachServer(t, func(t *testing.T, addr string) {
+		src := fullSession()
+		m, hook := countedMemory(t, addr)
+		require.NoError(t, m.Save(ctx, &src))
+		require.Equal(t, []string{"mset"}, hook.singles)
+		require.Empty(t, hook.pipelines)
+
+		m, hook = countedMemory(t, addr, memory.WithDefaultTTL(time.Hour))
+		require.NoError(t, m.Save(ctx, &src))
+		require.Len(t, hook.pipelines, 1)
+		names := hook.pipelines[0]
+		require.Equal(t, "multi", names[0])
+		require.Equal(t, "exec", names[len(names)-1])
+		require.Len(t, names, len(sessionKeys)+2)
+		ttl, err := rawClient(t, addr).PTTL(ctx, sessionKeys[0]).Result()
+		require.NoError(t, err)
+		require.Greater(t, ttl, 59*time.Minute)
+	})
 }
 
 // TestSaveAtomicForReaders saves versions of a struct while another client

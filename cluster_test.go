@@ -93,16 +93,16 @@ func TestCluster(t *testing.T) {
 		require.Equal(t, src, dst)
 	})
 
-	t.Run("hash-tagged save is one transaction", func(t *testing.T) {
+	t.Run("hash-tagged save is one command", func(t *testing.T) {
 		m := newTenant(t, "{tenant1}:")
-		var multi atomic.Int32
-		client.AddHook(pipelineWatcher(func(names []string) {
-			if names[0] == "multi" {
-				multi.Add(1)
+		var mset atomic.Int32
+		client.AddHook(commandWatcher(func(names []string) {
+			if names[0] == "mset" {
+				mset.Add(1)
 			}
 		}))
-		require.NoError(t, m.Save(ctx, &struct{ A int }{}))
-		require.Equal(t, int32(1), multi.Load(), "MULTI/EXEC")
+		require.NoError(t, m.Save(ctx, &struct{ A, B int }{}))
+		require.Equal(t, int32(1), mset.Load(), "one MSET")
 		// One slot: a single MGET reads the keys at one instant.
 		requireAtomicSaves(t, m, client)
 	})
@@ -213,13 +213,20 @@ func requireSpread(t *testing.T, client *redis.ClusterClient, prefix string) {
 	require.Equal(t, int32(3), holding.Load(), "keys on every master")
 }
 
-// pipelineWatcher is a hook that calls seen with the command names of each
-// pipeline.
-type pipelineWatcher func(names []string)
+// commandWatcher is a hook that calls seen with the name of each command
+// sent alone, and the command names of each pipeline.
+type commandWatcher func(names []string)
 
-func (w pipelineWatcher) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (w pipelineWatcher) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (w pipelineWatcher) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (w commandWatcher) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (w commandWatcher) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		w([]string{cmd.Name()})
+		return next(ctx, cmd)
+	}
+}
+
+func (w commandWatcher) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		names := make([]string, len(cmds))
 		for i, cmd := range cmds {

@@ -47,8 +47,10 @@ type config struct {
 	ttl          time.Duration
 	queue        bool
 	maxPending   int
-	cache        int     // entries of the local cache; 0: off
-	hasCache     bool    // set by WithLocalCache, which wins over MEMORY_LOCAL_CACHE
+	cache        int  // entries of the local cache; 0: off
+	hasCache     bool // set by WithLocalCache, which wins over MEMORY_LOCAL_CACHE
+	autoPipeline bool
+	hasPipeline  bool    // set by WithAutoPipeline, which wins over MEMORY_AUTOPIPELINE
 	server       *server // of the client New creates, when no WithClient
 }
 
@@ -147,6 +149,15 @@ func WithLocalCache(maxEntries int) Option {
 	return func(c *config) { c.cache, c.hasCache = maxEntries, true }
 }
 
+// WithAutoPipeline, on, has commands that the Memory values over the client
+// send at once from many goroutines share round trips (go-redis's
+// AutoPipeliner), while a command sent alone goes alone; it wins over
+// MEMORY_AUTOPIPELINE. It is off by default: docs/performance.md of the
+// repository says what it gains and costs.
+func WithAutoPipeline(on bool) Option {
+	return func(c *config) { c.autoPipeline, c.hasPipeline = on, true }
+}
+
 // newConfig applies opts over the environment and checks the result.
 func newConfig(opts []Option) (*config, error) {
 	c := &config{timeout: DefaultTimeout, closeTimeout: DefaultCloseTimeout, queue: true, maxPending: DefaultMaxPending}
@@ -171,6 +182,11 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	if c.cache < 0 {
 		return nil, fmt.Errorf("memory: WithLocalCache(%d): the number of entries must not be negative", c.cache)
+	}
+	if v := env.lookup("MEMORY_AUTOPIPELINE"); v != "" && !c.hasPipeline {
+		if c.autoPipeline, err = strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("memory: MEMORY_AUTOPIPELINE=%q: want 1 or 0 (true or false)", v)
+		}
 	}
 	if v := env.lookup("MEMORY_LOCAL_CACHE"); v != "" && !c.hasCache {
 		n, err := strconv.Atoi(v)

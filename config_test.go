@@ -25,7 +25,7 @@ func clearEnv(t *testing.T) {
 	t.Helper()
 	for _, name := range []string{
 		"REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD",
-		"REDIS_DB", "REDIS_PREFIX", "MEMORY_LOG_LEVEL", "MEMORY_LOCAL_CACHE",
+		"REDIS_DB", "REDIS_PREFIX", "MEMORY_LOG_LEVEL", "MEMORY_LOCAL_CACHE", "MEMORY_AUTOPIPELINE",
 	} {
 		t.Setenv(name, "")
 	}
@@ -91,6 +91,7 @@ func TestConfigErrors(t *testing.T) {
 		{"local cache", nil, []memory.Option{memory.WithLocalCache(-1)}, []string{"WithLocalCache(-1)"}, ""},
 		{"local cache variable", map[string]string{"MEMORY_LOCAL_CACHE": "lots"}, nil, []string{"MEMORY_LOCAL_CACHE", `"lots"`}, ""},
 		{"local cache negative", map[string]string{"MEMORY_LOCAL_CACHE": "-5"}, nil, []string{"MEMORY_LOCAL_CACHE", `"-5"`}, ""},
+		{"auto-pipelining", map[string]string{"MEMORY_AUTOPIPELINE": "sometimes"}, nil, []string{"MEMORY_AUTOPIPELINE", `"sometimes"`}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

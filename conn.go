@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // A conn sends the commands of one Memory to its server. It owns every round
@@ -20,7 +22,67 @@ import (
 type conn struct {
 	client redis.UniversalClient
 	clock  *clock
+	pipe   *pipeline // nil: every read goes alone
 }
+
+// A pipeline shares round trips among the reads that the Memory values over
+// one client send alone at once, over go-redis's AutoPipeliner (its deferred
+// face, whose waits end with their contexts). A read sent while no other is
+// in flight goes straight to the client, so that a lone caller pays nothing
+// for it.
+//
+// Writes never go through it: the pipeliner sends its batches on a context
+// of its own, so a command whose caller's deadline passed, and which the
+// library then queued as a write of unknown outcome, may still be sent
+// later, after its replay or over a newer value. A read sent late harms no
+// one. A connection that stalls holds the pipeliner's batches until the
+// socket's read timeout: the pipeliner has a client of its own, made from
+// the options of the Memory's, whose socket timeouts are the Memory's
+// timeout, and which closing the pipeline closes first, so that no batch
+// holds it up.
+type pipeline struct {
+	client redis.UniversalClient // the pipeliner's own
+	ap     *redis.AutoPipeliner
+	flying atomic.Int64 // reads sent alone, now
+}
+
+// newPipeline returns a pipeline over a client made from the options of
+// base, with socket timeouts of timeout.
+func newPipeline(base redis.UniversalClient, timeout time.Duration) (*pipeline, error) {
+	// The base client's configuration of maintenance notifications is
+	// go-redis's to change under its lock.
+	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	var client redis.UniversalClient
+	switch c := base.(type) {
+	case *redis.Client:
+		o := *c.Options()
+		o.ReadTimeout, o.WriteTimeout, o.MaintNotificationsConfig = timeout, timeout, maint
+		client = redis.NewClient(&o)
+	case *redis.ClusterClient:
+		o := *c.Options()
+		o.ReadTimeout, o.WriteTimeout, o.MaintNotificationsConfig = timeout, timeout, maint
+		client = redis.NewClusterClient(&o)
+	default:
+		return nil, fmt.Errorf("a %T is not supported", base)
+	}
+	ap, err := client.AsyncAutoPipeline()
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	return &pipeline{client: client, ap: ap}, nil
+}
+
+// close closes the pipeliner's client, which ends the batches under way,
+// then the pipeliner.
+func (p *pipeline) close() {
+	p.client.Close()
+	p.ap.Close()
+}
+
+// pipelineAlways sends every read through the pipeliner, lone ones
+// included: the tests set it to run over it everything they run.
+var pipelineAlways = false
 
 // onceCmd is a command go-redis sends at most once.
 type onceCmd struct{ *redis.Cmd }
@@ -38,14 +100,41 @@ func (c *conn) write(ctx context.Context, args ...any) *redis.Cmd {
 // client retries commands.
 func (c *conn) read(ctx context.Context, args ...any) *redis.Cmd {
 	cmd := redis.NewCmd(ctx, args...)
-	_ = c.client.Process(c.clock.bound(ctx), cmd)
+	if err, ok := c.readAlone(c.clock.bound(ctx), cmd); !ok {
+		cmd = redis.NewCmd(ctx, args...)
+		cmd.SetErr(err)
+	}
 	return cmd
+}
+
+// readAlone sends the read cmd alone within ctx, through the pipeline when
+// others are in flight, and reports whether cmd holds its result: false
+// when ctx ended while the pipeliner still had it; err is then why.
+func (c *conn) readAlone(ctx context.Context, cmd redis.Cmder) (err error, ok bool) {
+	p := c.pipe
+	if p == nil {
+		return c.client.Process(ctx, cmd), true
+	}
+	defer p.flying.Add(-1)
+	if p.flying.Add(1) == 1 && !pipelineAlways {
+		return c.client.Process(ctx, cmd), true
+	}
+	if err := p.ap.Submit(ctx, cmd).WaitContext(ctx); err != nil && err == ctx.Err() {
+		return err, false
+	}
+	return cmd.Err(), true
 }
 
 // get returns the string stored at key, nil when there is none. A key that
 // is not a string gives a *DecodeError.
 func (c *conn) get(ctx context.Context, key string) ([]byte, error) {
-	stored, err := c.client.Get(c.clock.bound(ctx), key).Bytes()
+	bctx := c.clock.bound(ctx)
+	cmd := redis.NewStringCmd(bctx, "get", key)
+	err, ok := c.readAlone(bctx, cmd)
+	var stored []byte
+	if ok {
+		stored, err = cmd.Bytes()
+	}
 	switch {
 	case errors.Is(err, redis.Nil):
 		return nil, nil

@@ -67,6 +67,7 @@ func miniredisAddr(t *testing.T) string {
 type roundTrips struct {
 	mu        sync.Mutex
 	count     int
+	singles   []string // the names of the commands sent alone
 	pipelines [][]string
 }
 
@@ -76,6 +77,7 @@ func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		h.mu.Lock()
 		h.count++
+		h.singles = append(h.singles, cmd.Name())
 		h.mu.Unlock()
 		return next(ctx, cmd)
 	}
@@ -99,7 +101,7 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 func (h *roundTrips) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.count, h.pipelines = 0, nil
+	h.count, h.singles, h.pipelines = 0, nil, nil
 }
 
 // commands returns how many commands were counted, those of pipelines

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,7 @@ type link struct {
 	deliveries sync.WaitGroup // the flusher's deliveries under way
 
 	mu   sync.Mutex         // guards the fields below
+	pipe *pipeline          // nil until a Memory over client asks for auto-pipelining
 	refs int                // Memory values returned by New over client
 	stop context.CancelFunc // stops the flusher
 	done chan struct{}      // closed when the flusher has stopped; nil when none runs
@@ -67,6 +69,21 @@ func linkFor(client redis.UniversalClient) (l *link, first bool) {
 	return l, first
 }
 
+// pipeline returns the pipeline of the client, made on its first use, on a
+// client of its own with socket timeouts of timeout.
+func (l *link) pipeline(timeout time.Duration) (*pipeline, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pipe == nil {
+		p, err := newPipeline(l.client, timeout)
+		if err != nil {
+			return nil, fmt.Errorf("memory: WithAutoPipeline: %w", err)
+		}
+		l.pipe = p
+	}
+	return l.pipe, nil
+}
+
 // newWriter returns a random identity, unique among the writers of any
 // key for all practical purposes: 50 bits, as 10 lowercase base32 digits.
 func newWriter() string {
@@ -92,7 +109,7 @@ func (l *link) release() (wait func(d time.Duration)) {
 	l.mu.Lock()
 	l.refs--
 	last := l.refs == 0
-	done := l.done
+	done, pipe := l.done, l.pipe
 	if last {
 		delete(links.m, l.client)
 		if done != nil {
@@ -118,6 +135,9 @@ func (l *link) release() (wait func(d time.Duration)) {
 		select {
 		case <-ended:
 		case <-t.C:
+		}
+		if pipe != nil {
+			pipe.close()
 		}
 	}
 }

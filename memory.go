@@ -120,6 +120,15 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 	if first && !s.ownsClient && !contextTimeoutEnabled(s.client) {
 		s.log.Warn("memory: the client does not hold to its contexts' deadlines (ContextTimeoutEnabled is false): a server that does not answer holds an operation until the client's ReadTimeout, not the Memory's timeout")
 	}
+	if c.autoPipeline {
+		if s.conn.pipe, err = s.link.pipeline(c.timeout); err != nil {
+			s.link.release()(0)
+			if s.ownsClient {
+				s.client.Close()
+			}
+			return nil, err
+		}
+	}
 	if c.cache > 0 {
 		s.link.store.allowFresh(c.cache)
 		s.cache = &localCache{store: s.link.store, tracker: s.link.tracker, prefix: c.prefix, log: s.log}

@@ -18,6 +18,7 @@ import (
 // all at once keeps the connections within the client's pool.
 func TestTenThousandTenants(t *testing.T) {
 	const tenants, workers, poolSize = 10_000, 64, 10
+	t.Setenv("MEMORY_AUTOPIPELINE", "") // it starts goroutines, once per client
 	srv := redisserver.Start(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: poolSize})
 	t.Cleanup(func() { client.Close() })

@@ -17,11 +17,14 @@ import (
 )
 
 // TestMain lets the test binary act as one of the writer processes of
-// TestConcurrentProcesses.
+// TestConcurrentProcesses. With MEMORY_TEST_PIPELINE_ALWAYS=1 (and
+// MEMORY_AUTOPIPELINE=1), every command sent alone goes through the
+// auto-pipeliner, so that the tests run over it everything they run.
 func TestMain(m *testing.M) {
 	if addr := os.Getenv("MEMORY_TEST_CHILD_ADDR"); addr != "" {
 		os.Exit(childWriter(addr, os.Getenv("MEMORY_TEST_CHILD_ID")))
 	}
+	*memory.PipelineAlways = os.Getenv("MEMORY_TEST_PIPELINE_ALWAYS") == "1"
 	os.Exit(m.Run())
 }
 

@@ -1,0 +1,85 @@
+package memory_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redis-memory/memory"
+	"github.com/redis-memory/memory/internal/redisserver"
+)
+
+// TestAutoPipeline runs 64 goroutines that write and read names of their
+// own through a Memory with auto-pipelining, on a server and on a cluster:
+// every read sees its goroutine's last write, and Close stops the
+// pipeliner's goroutines.
+func TestAutoPipeline(t *testing.T) {
+	for name, client := range map[string]func(t *testing.T) redis.UniversalClient{
+		"redis-server": func(t *testing.T) redis.UniversalClient {
+			return rawClient(t, redisserver.Start(t).Addr)
+		},
+		"cluster": func(t *testing.T) redis.UniversalClient {
+			c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: redisserver.StartCluster(t, 3).Addrs})
+			t.Cleanup(func() { c.Close() })
+			return c
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			client := client(t)
+			require.NoError(t, client.Ping(ctx).Err())
+			before := goroutines()
+			m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("{pipe}:"), memory.WithAutoPipeline(true))
+			require.NoError(t, err)
+			var wg sync.WaitGroup
+			errs := make(chan error, 64)
+			for g := range 64 {
+				wg.Go(func() {
+					name := fmt.Sprint("g", g)
+					for i := range 50 {
+						if err := m.Set(ctx, name, i); err != nil {
+							errs <- err
+							return
+						}
+						got, err := memory.GetAs[int](ctx, m, name)
+						if err == nil && got != i {
+							err = fmt.Errorf("%s: read %d after writing %d", name, got, i)
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				require.NoError(t, err)
+			}
+			type pair struct{ A, B int }
+			require.NoError(t, m.Save(ctx, &pair{1, 2}))
+			var got pair
+			require.NoError(t, m.Load(ctx, &got))
+			require.Equal(t, pair{1, 2}, got)
+			n, err := m.Incr(ctx, "n", 5)
+			require.NoError(t, err)
+			require.Equal(t, int64(5), n)
+
+			require.NoError(t, m.Close())
+			requireGoroutines(t, before)
+		})
+	}
+}
+
+// TestAutoPipelineRing asks for auto-pipelining over a client go-redis has
+// no pipeliner for: New says so.
+func TestAutoPipelineRing(t *testing.T) {
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": miniredisAddr(t)}})
+	t.Cleanup(func() { ring.Close() })
+	_, err := memory.New(ctx, memory.WithClient(ring), memory.WithAutoPipeline(true))
+	require.ErrorContains(t, err, "WithAutoPipeline")
+	require.ErrorContains(t, err, "*redis.Ring")
+}
