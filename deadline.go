@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,13 +39,24 @@ func clockFor(timeout time.Duration) *clock {
 	return c.(*clock)
 }
 
-// A tick ends the operations whose deadlines fall in one interval.
+// A tick ends the operations whose deadlines fall in one interval. Its
+// merged contexts are split over tickShards locks, by the caller's Done
+// channel, so that operations under different contexts seldom wait for one
+// another.
 type tick struct {
-	end  time.Time
-	done chan struct{} // closed at end
+	end    time.Time
+	done   chan struct{} // closed at end
+	shards [tickShards]tickShard
+}
 
-	mu     sync.Mutex
-	ended  bool
+const tickShards = 16
+
+// tickSeed hashes the Done channels of callers' contexts to tick shards.
+var tickSeed = maphash.MakeSeed()
+
+type tickShard struct {
+	mu     sync.Mutex                 // guards ended and merged
+	ended  bool                       // the tick's contexts were canceled
 	merged map[<-chan struct{}]merged // by the Done channel of callers' contexts
 }
 
@@ -91,35 +103,40 @@ func (c *clock) tick(deadline time.Time) *tick {
 
 // close ends t and the contexts merged with it.
 func (t *tick) close() {
-	t.mu.Lock()
-	t.ended = true
-	merged := t.merged
-	t.merged = nil
-	t.mu.Unlock()
 	close(t.done)
-	for _, m := range merged {
-		m.cancel()
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		sh.ended = true
+		merged := sh.merged
+		sh.merged = nil
+		sh.mu.Unlock()
+		for _, m := range merged {
+			m.cancel()
+		}
 	}
 }
 
 // merge returns a context that ends when ctx or t does. The operations of a
 // tick under contexts that end together, such as a request's, share one.
 func (t *tick) merge(ctx context.Context) context.Context {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if m, ok := t.merged[ctx.Done()]; ok {
+	done := ctx.Done()
+	sh := &t.shards[maphash.Comparable(tickSeed, done)%tickShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if m, ok := sh.merged[done]; ok {
 		return m.ctx
 	}
 	m := merged{}
 	m.ctx, m.cancel = context.WithCancel(ctx)
-	if t.ended {
+	if sh.ended {
 		m.cancel()
 		return m.ctx
 	}
-	if t.merged == nil {
-		t.merged = make(map[<-chan struct{}]merged)
+	if sh.merged == nil {
+		sh.merged = make(map[<-chan struct{}]merged)
 	}
-	t.merged[ctx.Done()] = m
+	sh.merged[done] = m
 	return m.ctx
 }
 

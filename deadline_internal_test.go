@@ -39,7 +39,7 @@ func TestClockBoundCanceled(t *testing.T) {
 	parent, cancel := context.WithCancel(context.Background())
 	first := c.bound(parent)
 	second := c.bound(context.WithValue(parent, ctxKey{}, "second"))
-	require.Len(t, c.last.Load().merged, 1, "contexts that end together share their merge")
+	require.Equal(t, 1, c.last.Load().mergedCount(), "contexts that end together share their merge")
 	require.Equal(t, "second", second.Value(ctxKey{}), "each keeps its values")
 	require.Nil(t, first.Value(ctxKey{}))
 
@@ -77,8 +77,47 @@ func TestTickEndsMerged(t *testing.T) {
 	tick := c.last.Load()
 	<-ctx.Done()
 	require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
-	require.Nil(t, tick.merged, "the tick lets go of what it merged")
+	require.Zero(t, tick.mergedCount(), "the tick lets go of what it merged")
 	require.NoError(t, parent.Err())
+}
+
+// TestTickShards merges the contexts of many callers with one tick: they
+// spread over its shards, and each ends with the tick.
+func TestTickShards(t *testing.T) {
+	c := newTestClock(50 * time.Millisecond)
+	var ctxs []context.Context
+	for range 100 {
+		parent, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ctxs = append(ctxs, c.bound(parent))
+	}
+	tick := c.last.Load()
+	used := 0
+	for i := range tick.shards {
+		sh := &tick.shards[i]
+		sh.mu.Lock()
+		if len(sh.merged) > 0 || sh.ended {
+			used++
+		}
+		sh.mu.Unlock()
+	}
+	require.Greater(t, used, 1, "callers spread over shards")
+	for _, ctx := range ctxs {
+		<-ctx.Done()
+		require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
+	}
+	require.Zero(t, tick.mergedCount())
+}
+
+// mergedCount returns how many merged contexts t holds.
+func (t *tick) mergedCount() int {
+	n := 0
+	for i := range t.shards {
+		t.shards[i].mu.Lock()
+		n += len(t.shards[i].merged)
+		t.shards[i].mu.Unlock()
+	}
+	return n
 }
 
 // newTestClock returns a clock of its own, unlike clockFor.

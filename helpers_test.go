@@ -2,7 +2,9 @@ package memory_test
 
 import (
 	"context"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,9 +27,11 @@ func eachServer(t *testing.T, fn func(t *testing.T, addr string)) {
 
 // newMemory returns a Memory on the server at addr, created by New from a
 // URL, with prefix "test:" unless opts say otherwise, closed at cleanup.
+// With MEMORY_TEST_ACL=1, a real server's Memory connects as a user of the
+// README's tenant ACL line, allowed every key.
 func newMemory(t *testing.T, addr string, opts ...memory.Option) *memory.Memory {
 	t.Helper()
-	opts = append([]memory.Option{memory.WithURL("redis://" + addr), memory.WithPrefix("test:")}, opts...)
+	opts = append([]memory.Option{memory.WithURL("redis://" + aclUser(t, addr) + addr), memory.WithPrefix("test:")}, opts...)
 	m, err := memory.New(context.Background(), opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
@@ -154,4 +158,27 @@ func sentinelMemory(t *testing.T, opts ...memory.Option) (*redisserver.Sentinel,
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return s, m
+}
+
+// aclUser returns "user:password@" for a URL of the server at addr, of a
+// user with the README's tenant ACL line and every key, made on the
+// server, when MEMORY_TEST_ACL=1 and the server has ACLs; "" otherwise.
+func aclUser(t *testing.T, addr string) string {
+	t.Helper()
+	if os.Getenv("MEMORY_TEST_ACL") != "1" {
+		return ""
+	}
+	admin := rawClient(t, addr)
+	args := []any{"ACL", "SETUSER", "suite"}
+	for _, rule := range tenantACL(t) {
+		args = append(args, rule)
+	}
+	args = append(args, "on", ">pw-suite", "~*")
+	if err := admin.Do(ctx, args...).Err(); err != nil {
+		// miniredis has no ACLs; a server with a password is the test's.
+		require.True(t, strings.Contains(err.Error(), "unknown") || redis.HasErrorPrefix(err, "NOAUTH") || strings.Contains(err.Error(), "unauthenticated"), "%v", err)
+		return ""
+	}
+	require.NoError(t, admin.Do(ctx, "ACL", "SAVE").Err(), "the user comes back with a restart")
+	return "suite:pw-suite@"
 }

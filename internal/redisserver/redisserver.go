@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -134,6 +135,17 @@ func (s *Server) start(path string) error {
 		"--daemonize", "no",
 	)
 	args = append(args, s.args...)
+	if os.Getenv("MEMORY_TEST_ACL") == "1" && !s.sentinel && !slices.Contains(s.args, "--requirepass") {
+		// The users the tests make, saved with ACL SAVE, come back when
+		// the server restarts.
+		acl := filepath.Join(s.Dir, "users.acl")
+		f, err := os.OpenFile(acl, os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		args = append(args, "--aclfile", acl)
+	}
 	if s.sentinel {
 		// A Sentinel rewrites its configuration file, which must come
 		// first; a restarted one keeps what it wrote.
