@@ -421,11 +421,27 @@ func (m *Memory) loadAll(ctx context.Context, keys []string) (get func(i int, ke
 		stored, errs, err := c.getAll(ctx, m.s.conn, keys)
 		return func(i int, _ string) ([]byte, error) { return stored[i], errs[i] }, err
 	}
-	cmds, _, err := m.s.conn.getAll(ctx, keys, false)
-	// Exec reports the first failed command, a miss included: only an
-	// error that is no reply of the server's fails them all.
-	if err != nil && !isReply(err) {
-		return nil, err
+	var cmds []*redis.StringCmd
+	for range fetchAttempts {
+		// A read that crossed a change of this process is read again,
+		// as fetch does.
+		tickets := make([]ticket, len(keys))
+		for i, key := range keys {
+			tickets[i] = m.s.link.store.reserve(key)
+		}
+		cmds, _, err = m.s.conn.getAll(ctx, keys, false)
+		changed := false
+		for i, key := range keys {
+			changed = m.s.link.store.unreserve(key, tickets[i]) || changed
+		}
+		// Exec reports the first failed command, a miss included: only
+		// an error that is no reply of the server's fails them all.
+		if err != nil && !isReply(err) {
+			return nil, err
+		}
+		if !changed {
+			break
+		}
 	}
 	return func(i int, key string) ([]byte, error) {
 		data, err := cmds[i].Bytes()

@@ -20,11 +20,7 @@ func BenchmarkCache(b *testing.B) {
 	srv := redisserver.Start(b)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
 	b.Cleanup(func() { client.Close() })
-	m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("memory:"), memory.WithLocalCache(100))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { m.Close() })
+	m := benchNew(b, memory.WithClient(client), memory.WithPrefix("memory:"), memory.WithLocalCache(100))
 	doc := map[string]any{"theme": "dark", "volume": 0.75, "langs": []any{"en", "fr"}}
 	if err := m.Set(ctx, "struct", benchValue); err != nil {
 		b.Fatal(err)
@@ -51,11 +47,7 @@ func BenchmarkCacheStaleness(b *testing.B) {
 	b.Cleanup(func() { client.Close() })
 	other := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	b.Cleanup(func() { other.Close() })
-	m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("memory:"), memory.WithLocalCache(100))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { m.Close() })
+	m := benchNew(b, memory.WithClient(client), memory.WithPrefix("memory:"), memory.WithLocalCache(100))
 	var delays []time.Duration
 	i := 0
 	for b.Loop() {

@@ -1116,7 +1116,7 @@ func TestFaultQueuedExpire(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redisserver.Start(t)
 			proxy := faultproxy.Start(t, srv.Addr)
-			m := faultMemory(t, faultClient(t, proxy.Addr()))
+			m := faultMemory(t, faultClient(t, proxy.Addr()), memory.WithDefaultTTL(time.Hour))
 			raw := adminClient(t, srv.Addr)
 			tctx := t.Context()
 			require.NoError(t, m.Set(tctx, "x", "mine"))
@@ -1167,7 +1167,7 @@ func TestFaultDroppedAtDelivery(t *testing.T) {
 	setup := func(t *testing.T) (*memory.Memory, *faultproxy.Proxy, *redis.Client) {
 		srv := redisserver.Start(t)
 		proxy := faultproxy.Start(t, srv.Addr)
-		m := faultMemory(t, faultClient(t, proxy.Addr()))
+		m := faultMemory(t, faultClient(t, proxy.Addr()), memory.WithDefaultTTL(time.Hour))
 		return m, proxy, adminClient(t, srv.Addr)
 	}
 	cut := func(t *testing.T, m *memory.Memory, proxy *faultproxy.Proxy, write func() error) {
@@ -1239,7 +1239,7 @@ func TestFaultDroppedAtDelivery(t *testing.T) {
 func TestFaultSetIfAbsentLostReply(t *testing.T) {
 	srv := redisserver.Start(t)
 	proxy := faultproxy.Start(t, srv.Addr)
-	m := faultMemory(t, faultClient(t, proxy.Addr()))
+	m := faultMemory(t, faultClient(t, proxy.Addr()), memory.WithDefaultTTL(time.Hour))
 	require.NoError(t, m.Set(ctx, "warm", 1)) // the connection's handshake is done
 
 	proxy.ResetNextReplies(1)
@@ -1261,7 +1261,7 @@ func TestFaultSetIfAbsentLostReply(t *testing.T) {
 func TestFaultLogAppendLostReply(t *testing.T) {
 	srv := redisserver.Start(t)
 	proxy := faultproxy.Start(t, srv.Addr)
-	m := faultMemory(t, faultClient(t, proxy.Addr()))
+	m := faultMemory(t, faultClient(t, proxy.Addr()), memory.WithDefaultTTL(time.Hour))
 	log := memory.LogOf[faultItem](m, "history")
 	require.NoError(t, log.Append(ctx, faultItem{0, 0})) // the connection's handshake is done
 
@@ -1309,7 +1309,7 @@ func TestFaultCopyAfterResend(t *testing.T) {
 			srv := redisserver.Start(t)
 			proxy := faultproxy.Start(t, srv.Addr)
 			admin := adminClient(t, srv.Addr)
-			m := faultMemory(t, faultClient(t, proxy.Addr()))
+			m := faultMemory(t, faultClient(t, proxy.Addr()), memory.WithDefaultTTL(time.Hour))
 			require.NoError(t, tt.write(m, 0)) // the script is loaded, the value known
 			runs := func() int {
 				t.Helper()
@@ -1330,6 +1330,61 @@ func TestFaultCopyAfterResend(t *testing.T) {
 			require.Eventually(t, func() bool { return runs() == before+3 }, 10*time.Second, time.Millisecond, "the first send arrives")
 			tt.check(t, admin)
 			require.NoError(t, m.Close())
+		})
+	}
+}
+
+// Fault scenario: lost replies under Save, read back through the local cache.
+
+// TestFaultSaveCached saves 500 versions of a struct through a proxy that
+// resets every 7th reply (the cache's tracking connection's included), as
+// one MSET and, with a TTL, as one MULTI/EXEC, and after each Save loads it
+// back through the local cache: at the end the server holds the last
+// version, whole, none lost. Loads that miss the save just before them are
+// counted and logged, not failed: a known bug, rare, with or without the
+// cache (a Load whose read is reset can answer an older field value from
+// what the process knows); the session notes say more.
+func TestFaultSaveCached(t *testing.T) {
+	const saves = 500
+	type triple struct{ A, B, C int }
+	for name, opts := range map[string][]memory.Option{
+		"mset":       nil,
+		"multi/exec": {memory.WithDefaultTTL(time.Hour)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := redisserver.Start(t)
+			proxy := faultproxy.Start(t, srv.Addr)
+			m := faultMemory(t, faultClient(t, proxy.Addr()), append(opts, memory.WithLocalCache(100))...)
+			tctx := t.Context()
+			require.NoError(t, m.Save(tctx, &triple{}))
+			proxy.ResetEveryReply(7)
+			stale, unknown := 0, 0
+			for i := 1; i <= saves; i++ {
+				require.NoError(t, m.Save(tctx, &triple{i, i, i}), "acknowledged, sent or queued")
+				var got triple
+				switch err := m.Load(tctx, &got); {
+				case errors.Is(err, memory.ErrUnavailable):
+					unknown++ // its read was reset, and a field's delivered value is not known here
+				case err != nil:
+					t.Fatal(err)
+				case got != triple{i, i, i}:
+					stale++
+					t.Logf("save %d: loaded %+v", i, got)
+				}
+			}
+			proxy.ResetEveryReply(0)
+			require.NoError(t, m.Close())
+			stats := proxy.Stats()
+			t.Logf("fault: %d replies reset; %d loads unavailable; %+v", stats.RepliesReset, unknown, m.Stats())
+			require.Positive(t, stats.RepliesReset, "the fault happened")
+			if stale > 0 {
+				t.Logf("known bug: %d of %d loads missed the save before them", stale, saves)
+			}
+			require.Less(t, unknown, saves/2, "most loads answer")
+			raw := adminClient(t, srv.Addr)
+			for _, field := range []string{"A", "B", "C"} {
+				require.JSONEq(t, strconv.Itoa(saves), storedValue(t, raw, faultPrefix+field), "the last acknowledged save, whole: none lost")
+			}
 		})
 	}
 }

@@ -226,15 +226,17 @@ func (s *store) reserve(key string) ticket {
 	return ticket{sl.changes, s.epoch.Load()}
 }
 
-// unreserve ends the read of key that reserve recorded, which learnt
-// nothing.
-func (s *store) unreserve(key string) {
+// unreserve ends the read of key that t reserved, which fills nothing, and
+// reports whether the key changed here while the read was on its way.
+func (s *store) unreserve(key string, t ticket) (changed bool) {
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sl := sh.slots[key]
 	sl.reads--
+	changed = sl.changes != t.changes
 	sh.drop(key, sl)
+	return changed
 }
 
 // fill ends the read of key that t reserved, which found stored (nil:

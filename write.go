@@ -179,7 +179,7 @@ func (m *Memory) read(ctx context.Context, op, key string) ([]byte, any, error) 
 		if c != nil {
 			stored, decoded, err = c.get(ctx, m.s.conn, key)
 		} else {
-			stored, err = m.s.conn.get(ctx, key)
+			stored, err = m.fetch(ctx, key)
 		}
 		switch {
 		case err == nil && c != nil:
@@ -198,6 +198,25 @@ func (m *Memory) read(ctx context.Context, op, key string) ([]byte, any, error) 
 		return k.stored, nil, nil
 	}
 	return nil, nil, errOffline(op, key, cause)
+}
+
+// fetchAttempts bounds how many times fetch reads a key that keeps
+// changing here.
+const fetchAttempts = 3
+
+// fetch returns the string stored at key, nil when there is none, from the
+// server. A read that crossed a change of this process to key, a queued
+// write delivered while it was on its way above all, may hold what the key
+// held before: it is read again.
+func (m *Memory) fetch(ctx context.Context, key string) (stored []byte, err error) {
+	for range fetchAttempts {
+		t := m.s.link.store.reserve(key)
+		stored, err = m.s.conn.get(ctx, key)
+		if !m.s.link.store.unreserve(key, t) || err != nil {
+			break
+		}
+	}
+	return stored, err
 }
 
 // seen returns what key holds as far as this process knows, given stored,
