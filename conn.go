@@ -22,28 +22,50 @@ import (
 type conn struct {
 	client redis.UniversalClient
 	clock  *clock
-	pipe   *pipeline // nil: every read goes alone
+	pipe   *pipeline // nil: every command goes alone
+	// pipeWrites sends writes through pipe too, not only reads. Only the
+	// writes whose key the queue holds while the pipeliner may still send
+	// them go there: see sendingError.
+	pipeWrites bool
 }
 
-// A pipeline shares round trips among the reads that the Memory values over
-// one client send alone at once, over go-redis's AutoPipeliner (its deferred
-// face, whose waits end with their contexts). A read sent while no other is
-// in flight goes straight to the client, so that a lone caller pays nothing
-// for it.
+// A pipeline shares round trips among the commands that the Memory values
+// over one client send alone at once, over go-redis's AutoPipeliner (its
+// deferred face, whose waits end with their contexts). A command sent while
+// no other is in flight goes straight to the client, so that a lone caller
+// pays nothing for it.
 //
-// Writes never go through it: the pipeliner sends its batches on a context
-// of its own, so a command whose caller's deadline passed, and which the
-// library then queued as a write of unknown outcome, may still be sent
-// later, after its replay or over a newer value. A read sent late harms no
-// one. A connection that stalls holds the pipeliner's batches until the
-// socket's read timeout: the pipeliner has a client of its own, made from
-// the options of the Memory's, whose socket timeouts are the Memory's
-// timeout, and which closing the pipeline closes first, so that no batch
-// holds it up.
+// The pipeliner sends its batches on a context of its own: a command whose
+// caller's deadline passed may still be sent later. A read sent late harms
+// no one; a write sent late could land after a later write to its key, so
+// a write goes through the pipeliner only where the offline queue then
+// holds its key until the pipeliner is done with it (sendingError). Writes
+// go once (NoRetry), which the pipeliner honours. A connection that stalls
+// holds the pipeliner's batches until the socket's read timeout: the
+// pipeliner has a client of its own, made from the options of the Memory's,
+// whose socket timeouts are the Memory's timeout, and which closing the
+// pipeline closes first, so that no batch holds it up.
 type pipeline struct {
 	client redis.UniversalClient // the pipeliner's own
 	ap     *redis.AutoPipeliner
-	flying atomic.Int64 // reads sent alone, now
+	flying atomic.Int64 // commands sent alone, now
+}
+
+// A sendingError is the error of a command whose context ended while the
+// pipeliner still had it: the pipeliner may send it yet, or may have.
+type sendingError struct {
+	err    error // the context's
+	future redis.AutoFuture
+}
+
+func (e *sendingError) Error() string { return e.err.Error() }
+func (e *sendingError) Unwrap() error { return e.err }
+
+// done returns once the pipeliner is done with the command, which it will
+// not send after that, or ctx ends, whose error it then returns.
+func (e *sendingError) done(ctx context.Context) error {
+	_ = e.future.WaitContext(ctx)
+	return ctx.Err()
 }
 
 // newPipeline returns a pipeline over a client made from the options of
@@ -80,8 +102,9 @@ func (p *pipeline) close() {
 	p.ap.Close()
 }
 
-// pipelineAlways sends every read through the pipeliner, lone ones
-// included: the tests set it to run over it everything they run.
+// pipelineAlways sends every command that may go through the pipeliner
+// there, lone ones included: the tests set it to run over it everything
+// they run.
 var pipelineAlways = false
 
 // onceCmd is a command go-redis sends at most once.
@@ -89,51 +112,61 @@ type onceCmd struct{ *redis.Cmd }
 
 func (onceCmd) NoRetry() bool { return true }
 
-// write sends the command args once, within the timeout.
+// write sends the command args once, within the timeout, through the
+// pipeline with pipeWrites. When the pipeliner may send it yet, its error is
+// a *sendingError.
 func (c *conn) write(ctx context.Context, args ...any) *redis.Cmd {
 	cmd := redis.NewCmd(ctx, args...)
-	_ = c.client.Process(c.clock.bound(ctx), onceCmd{cmd})
-	return cmd
+	return sent(ctx, cmd, args, c.send(c.clock.bound(ctx), onceCmd{cmd}, c.pipeWrites))
 }
 
 // read sends the read command args within the timeout, retried as the
 // client retries commands.
 func (c *conn) read(ctx context.Context, args ...any) *redis.Cmd {
 	cmd := redis.NewCmd(ctx, args...)
-	if err, ok := c.readAlone(c.clock.bound(ctx), cmd); !ok {
+	return sent(ctx, cmd, args, c.send(c.clock.bound(ctx), cmd, true))
+}
+
+// sent returns cmd, of args, sent with err; or, when err is a
+// *sendingError, a command of args that holds it, cmd being the
+// pipeliner's still.
+func sent(ctx context.Context, cmd *redis.Cmd, args []any, err error) *redis.Cmd {
+	if _, ok := err.(*sendingError); ok {
 		cmd = redis.NewCmd(ctx, args...)
 		cmd.SetErr(err)
 	}
 	return cmd
 }
 
-// readAlone sends the read cmd alone within ctx, through the pipeline when
-// others are in flight, and reports whether cmd holds its result: false
-// when ctx ended while the pipeliner still had it; err is then why.
-func (c *conn) readAlone(ctx context.Context, cmd redis.Cmder) (err error, ok bool) {
+// send sends cmd alone within ctx, through the pipeline when pipelined and
+// others are in flight, and returns its error: a *sendingError when ctx
+// ended while the pipeliner still had cmd, which is then not to be read.
+func (c *conn) send(ctx context.Context, cmd redis.Cmder, pipelined bool) error {
 	p := c.pipe
-	if p == nil {
-		return c.client.Process(ctx, cmd), true
+	if p == nil || !pipelined {
+		return c.client.Process(ctx, cmd)
 	}
 	defer p.flying.Add(-1)
 	if p.flying.Add(1) == 1 && !pipelineAlways {
-		return c.client.Process(ctx, cmd), true
+		return c.client.Process(ctx, cmd)
 	}
-	if err := p.ap.Submit(ctx, cmd).WaitContext(ctx); err != nil && err == ctx.Err() {
-		return err, false
+	f := p.ap.Submit(ctx, cmd)
+	if err := f.WaitContext(ctx); err != nil && err == ctx.Err() {
+		return &sendingError{err: err, future: f}
 	}
-	return cmd.Err(), true
+	return cmd.Err()
 }
 
 // get returns the string stored at key, nil when there is none. A key that
 // is not a string gives a *DecodeError.
 func (c *conn) get(ctx context.Context, key string) ([]byte, error) {
-	bctx := c.clock.bound(ctx)
-	cmd := redis.NewStringCmd(bctx, "get", key)
-	err, ok := c.readAlone(bctx, cmd)
-	var stored []byte
-	if ok {
-		stored, err = cmd.Bytes()
+	cmd := redis.NewStringCmd(ctx, "get", key)
+	err := c.send(c.clock.bound(ctx), cmd, true)
+	switch s := err.(type) {
+	case nil:
+		return cmd.Bytes()
+	case *sendingError:
+		return nil, s.err // a read sent late holds nothing up
 	}
 	switch {
 	case errors.Is(err, redis.Nil):
@@ -141,7 +174,7 @@ func (c *conn) get(ctx context.Context, key string) ([]byte, error) {
 	case redis.HasErrorPrefix(err, "WRONGTYPE"):
 		return nil, &DecodeError{Key: key, Err: err}
 	}
-	return stored, err
+	return nil, err
 }
 
 // writeAll sends the commands in one round trip, once: as one MULTI/EXEC

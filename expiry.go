@@ -48,22 +48,24 @@ func (m *Memory) expire(ctx context.Context, op, name string, x *expiry, send fu
 		return err
 	}
 	x.stamp = time.Now().UnixNano()
-	if m.direct(key) {
-		found, err := send(ctx, key)
-		switch {
-		case err == nil && !found:
+	if !m.direct(key) {
+		if k, ok, _ := m.s.link.store.recall(key); ok && k.stored == nil {
 			return fmt.Errorf("%w: %s %q", ErrNotFound, op, key)
-		case err == nil:
-			m.s.link.store.expire(key, x.deadline)
-			return nil
-		case !m.unknown(ctx, err):
-			return opError(ctx, op, key, err)
 		}
-		m.s.link.failed(m.s.acct, err)
-	} else if k, ok, _ := m.s.link.store.recall(key); ok && k.stored == nil {
-		return fmt.Errorf("%w: %s %q", ErrNotFound, op, key)
+		return m.enqueue(key, x, nil)
 	}
-	return m.enqueue(key, x, true)
+	found, err := send(ctx, key)
+	switch {
+	case err == nil && !found:
+		return fmt.Errorf("%w: %s %q", ErrNotFound, op, key)
+	case err == nil:
+		m.s.link.store.expire(key, x.deadline)
+		return nil
+	case !m.unknown(ctx, err):
+		return opError(ctx, op, key, err)
+	}
+	m.s.link.failed(m.s.acct, err)
+	return m.enqueue(key, x, err)
 }
 
 // TTL returns how long name has before it expires, 0 when it never does, and

@@ -1278,13 +1278,27 @@ var evalshaCalls = regexp.MustCompile(`cmdstat_evalsha:calls=(\d+)`)
 
 // TestFaultCopyAfterResend holds back the first send of a write until after
 // its resend applied and the writer wrote again: the copy, arriving last,
-// finds the write recorded, and it applies once.
+// finds the write recorded, and it applies once; the copy of a Set or
+// Delete finds a newer value, which it leaves alone.
 func TestFaultCopyAfterResend(t *testing.T) {
 	tests := []struct {
 		name  string
 		write func(m *memory.Memory, i int) error
 		check func(t *testing.T, raw redis.Cmdable)
 	}{
+		{"set", func(m *memory.Memory, i int) error {
+			return m.Set(ctx, "k", i)
+		}, func(t *testing.T, raw redis.Cmdable) {
+			require.JSONEq(t, "2", storedValue(t, raw, faultPrefix+"k"))
+		}},
+		{"delete", func(m *memory.Memory, i int) error {
+			if i == 1 {
+				return m.Delete(ctx, "k")
+			}
+			return m.Set(ctx, "k", i)
+		}, func(t *testing.T, raw redis.Cmdable) {
+			require.JSONEq(t, "2", storedValue(t, raw, faultPrefix+"k"))
+		}},
 		{"list append", func(m *memory.Memory, i int) error {
 			return memory.ListOf[faultItem](m, "k").Append(ctx, faultItem{0, i})
 		}, func(t *testing.T, raw redis.Cmdable) {

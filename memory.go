@@ -67,6 +67,7 @@ type shared struct {
 	client       redis.UniversalClient
 	ownsClient   bool
 	conn         *conn    // every round trip, bounded by the timeout
+	writer       *conn    // conn, but for writes through the pipeline: those of replace and edit
 	link         *link    // shared with every Memory over client
 	acct         *account // the queue's count of this Memory's entries
 	ttl          time.Duration
@@ -128,6 +129,10 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 			}
 			return nil, err
 		}
+	}
+	s.writer = s.conn
+	if s.conn.pipe != nil && s.queue {
+		s.writer = &conn{client: s.client, clock: s.conn.clock, pipe: s.conn.pipe, pipeWrites: true}
 	}
 	if c.cache > 0 {
 		s.link.store.allowFresh(c.cache)
@@ -217,10 +222,7 @@ func (m *Memory) set(ctx context.Context, op, name string, value any, ttl time.D
 	if err != nil {
 		return err
 	}
-	p := &put{value: stored, stamp: stamp, ttl: cmp.Or(ttl, -1)}
-	return m.replace(ctx, op, key, p, func(ctx context.Context) error {
-		return m.s.conn.write(ctx, setArgs(key, stored, ttl)...).Err()
-	})
+	return m.replace(ctx, op, key, &put{value: stored, stamp: stamp, ttl: cmp.Or(ttl, -1)})
 }
 
 // encode checks that m is open and name valid for op, and returns the key
@@ -361,10 +363,7 @@ func (m *Memory) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	p := &put{stamp: time.Now().UnixNano()}
-	return m.replace(ctx, "delete", key, p, func(ctx context.Context) error {
-		return m.s.conn.write(ctx, "del", key).Err()
-	})
+	return m.replace(ctx, "delete", key, &put{stamp: time.Now().UnixNano()})
 }
 
 // Incr adds delta to the integer stored under name, atomically on the
@@ -420,7 +419,10 @@ func (m *Memory) Scope(part string) (*Memory, error) {
 
 // Pending returns how many entries the Memory and its scopes have in the
 // queue: one per name for Set, Delete and Expire, whose queued writes to a
-// name merge, and one per queued operation otherwise.
+// name merge, and one per queued operation otherwise. With WithAutoPipeline,
+// a write whose caller's context ended while the pipeliner still held it
+// counts too, until the pipeliner is done with it: the later writes to its
+// name wait behind it.
 func (m *Memory) Pending() int {
 	return int(m.s.acct.pending.Load())
 }

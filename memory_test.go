@@ -495,7 +495,7 @@ func TestOperationsCarryDeadline(t *testing.T) {
 	_, err = m.Clear(ctx)
 	require.NoError(t, err)
 	require.NoError(t, m.Delete(ctx, "k"))
-	require.Len(t, hook.budgets, 8, "SET GET EXISTS PEXPIRE SCAN SCAN UNLINK DEL")
+	require.Len(t, hook.budgets, 9, "EVALSHA (NOSCRIPT) EVAL GET EXISTS PEXPIRE SCAN SCAN UNLINK EVALSHA")
 	for i, budget := range hook.budgets {
 		require.Greater(t, budget, 50*time.Second, "command %d", i)
 		require.LessOrEqual(t, budget, time.Minute+10*time.Millisecond, "command %d (deadlines are rounded up to 10ms)", i)

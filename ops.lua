@@ -49,8 +49,10 @@ local low, stamp, ttl = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 -- whose outcome the writer does not know yet, and for LINGER seconds those
 -- of operations sent again, of which a copy may still be on its way, sent
 -- before the one whose reply the writer had. Beyond that it keeps those of
--- the last day and the last MAXRECORD operations: one sent again later
--- than that may apply twice. Ages are read from the writers' stamps.
+-- the last day, and at most MAXRECORD in all, but for the operations of
+-- the writer running this one whose outcome it does not know, which are
+-- never cut: another writer's operation sent again after more than
+-- MAXRECORD others may apply twice. Ages are read from the writers' stamps.
 local HORIZON, MAXRECORD, LINGER = 86400, 128, 120
 
 -- A result larger than MAXRESULT bytes is not kept in R: an operation that
@@ -69,6 +71,87 @@ local function greater(a, b)
 		return #a > #b
 	end
 	return a > b
+end
+
+-- finish replies with what an operation run by pcall returned: its reply,
+-- or its refusal as an error reply.
+local function finish(ok, reply)
+	if ok then
+		return reply
+	elseif type(reply) == 'table' then
+		return reply -- an error reply of the server's, such as OOM
+	end
+	return redis.error_reply(tostring(reply))
+end
+
+-- Reading and writing the key.
+
+local function get()
+	local s = redis.pcall('GET', key)
+	if type(s) == 'table' then
+		refuse('DECODE', s.err or 'not a string')
+	end
+	return s
+end
+
+local function strlen()
+	local len = redis.pcall('STRLEN', key)
+	if type(len) == 'table' then
+		refuse('DECODE', len.err)
+	end
+	return len
+end
+
+local function set(s)
+	if ttl == '0' then
+		redis.call('SET', key, s, 'KEEPTTL')
+	elseif ttl == '-1' then
+		redis.call('SET', key, s)
+	else
+		redis.call('SET', key, s, 'PX', ttl)
+	end
+end
+
+-- lastModified returns the last_modified of the string at the key, read
+-- from its end: "0" for a bare value.
+local function lastModified()
+	local tail = redis.call('GETRANGE', key, -64, -1)
+	return string.match(tail, '"last_modified"%s*:%s*(%d+)%s*}%s*$') or '0'
+end
+
+-- held returns the last_modified of the string at the key, and its length;
+-- nil when the key is absent.
+local function held()
+	local len = strlen()
+	if len == 0 then
+		return nil, 0
+	end
+	return lastModified(), len
+end
+
+-- put, which every Set and Delete is, runs before the rest of the script
+-- is made, which it does not need. ARGV[6]: the string to store, "" to
+-- delete the key; unless the key holds a strictly newer last_modified. A
+-- key of another type is replaced, as SET replaces it.
+if op == 'put' then
+	return finish(pcall(function()
+		local value, n = ARGV[6], nil
+		local len = redis.pcall('STRLEN', key)
+		if type(len) ~= 'number' then
+			len = -1 -- of another type
+		elseif len > 0 then
+			n = lastModified()
+		end
+		if n and greater(n, stamp) then
+			return 0
+		elseif value == '' then
+			return redis.call('DEL', key)
+		elseif len == #value and redis.call('GET', key) == value then
+			return 0
+		end
+		set(value)
+		return 1
+	end))
 end
 
 -- json returns the functions that scan JSON text, made only by the
@@ -327,15 +410,19 @@ end
 
 -- record returns R with this operation added, and its result if any, less
 -- what no writer needs any more: the writer's own operations whose outcome
--- it knows, and any beyond the horizon or the bound.
+-- it knows, and any beyond the horizon or the bound. The bound cuts the
+-- oldest first, but never an operation of this writer's whose outcome it
+-- does not know: a resend of it may come yet.
 local function record(r, result)
 	local now = tonumber(string.sub(stamp, 1, -10)) or 0
-	local kept = {}
+	local kept, open = {}, {}
 	for e, w, s, t, _, mark in string.gmatch(r, ENTRY) do
 		t = tonumber(t)
-		local settled = w == writer and tonumber(s) < low and not (mark == '!' and t > now - LINGER)
+		local own = w == writer
+		local settled = own and tonumber(s) < low and not (mark == '!' and t > now - LINGER)
 		if not settled and t > now - HORIZON then
 			kept[#kept + 1] = e
+			open[#kept] = own and tonumber(s) >= low
 		end
 	end
 	local entry = id .. '.' .. now
@@ -345,7 +432,19 @@ local function record(r, result)
 		entry = entry .. '.' .. string.gsub(result, '.', function(c) return string.format('%02x', string.byte(c)) end)
 	end
 	kept[#kept + 1] = entry .. again
-	return table.concat(kept, ' ', math.max(1, #kept - MAXRECORD + 1), #kept)
+	local over = #kept - MAXRECORD
+	if over <= 0 then
+		return table.concat(kept, ' ')
+	end
+	local bounded = {}
+	for i, e in ipairs(kept) do
+		if over > 0 and not open[i] and i < #kept then
+			over = over - 1
+		else
+			bounded[#bounded + 1] = e
+		end
+	end
+	return table.concat(bounded, ' ')
 end
 
 -- later returns the later of the stamp n and the operation's.
@@ -354,34 +453,6 @@ local function later(n)
 		return n
 	end
 	return stamp
-end
-
--- Reading and writing the key.
-
-local function get()
-	local s = redis.pcall('GET', key)
-	if type(s) == 'table' then
-		refuse('DECODE', s.err or 'not a string')
-	end
-	return s
-end
-
-local function strlen()
-	local len = redis.pcall('STRLEN', key)
-	if type(len) == 'table' then
-		refuse('DECODE', len.err)
-	end
-	return len
-end
-
-local function set(s)
-	if ttl == '0' then
-		redis.call('SET', key, s, 'KEEPTTL')
-	elseif ttl == '-1' then
-		redis.call('SET', key, s)
-	else
-		redis.call('SET', key, s, 'PX', ttl)
-	end
 end
 
 -- duplicate replies to an operation R records already, with x its result.
@@ -435,17 +506,6 @@ end
 
 local function outOfRange(i, length)
 	refuse('RANGE', 'index ' .. i .. ' out of range with length ' .. length)
-end
-
--- held returns the last_modified of the string at the key, read from its
--- end, and its length; nil when the key is absent, "0" for a bare value.
-local function held()
-	local len = strlen()
-	if len == 0 then
-		return nil, 0
-	end
-	local tail = redis.call('GETRANGE', key, -64, -1)
-	return string.match(tail, '"last_modified"%s*:%s*(%d+)%s*}%s*$') or '0', len
 end
 
 -- The operations.
@@ -644,20 +704,6 @@ local function run()
 		local nr, nn = record(r, nil), later(n)
 		set(envelope(ARGV[7], nr, nn))
 		return {1, '', r, nr, nn}
-	elseif op == 'put' then
-		-- ARGV[6]: the string to store, "" to delete the key; unless the
-		-- key holds a strictly newer last_modified.
-		local value = ARGV[6]
-		local n, len = held()
-		if n and greater(n, stamp) then
-			return 0
-		elseif value == '' then
-			return redis.call('DEL', key)
-		elseif len == #value and redis.call('GET', key) == value then
-			return 0
-		end
-		set(value)
-		return 1
 	elseif op == 'logappend' then
 		-- A log is a Redis list of envelopes, one per item. ARGV[6] and
 		-- on: the items' JSON texts. The elements carry the operation's
@@ -757,10 +803,4 @@ end
 if not writer and op ~= 'put' and op ~= 'logput' and op ~= 'expire' and op ~= 'persist' and op ~= 'setnx' then
 	return redis.error_reply('ERR memory: operation ' .. op .. ' without an identity: ' .. id)
 end
-local ok, reply = pcall(run)
-if ok then
-	return reply
-elseif type(reply) == 'table' then
-	return reply -- an error reply of the server's, such as OOM
-end
-return redis.error_reply(tostring(reply))
+return finish(pcall(run))

@@ -259,10 +259,14 @@ func TestOpsScript(t *testing.T) {
 
 		t.Run("wrong type", func(t *testing.T) {
 			require.NoError(t, raw.RPush(ctx, "k:list", "x").Err())
-			for _, name := range []string{"append", "incr", "cas", "pop", "put"} {
+			for _, name := range []string{"append", "incr", "cas", "pop"} {
 				_, err := (&op{name: name, id: opID{"w1", 1}, args: []any{"1", "2"}}).run(ctx, c, "k:list")
 				require.ErrorAs(t, err, new(*DecodeError), name)
 			}
+			reply, err := (&op{name: "put", stamp: 1, ttl: -1, args: []any{"1"}}).run(ctx, c, "k:list")
+			require.NoError(t, err)
+			require.Equal(t, applied, reply.outcome, "put replaces a key of another type, as SET does")
+			require.Equal(t, "1", raw.Get(ctx, "k:list").Val())
 		})
 		t.Run("log copies", func(t *testing.T) {
 			// A copy of a first send that comes after the resend applied

@@ -78,6 +78,9 @@ type entry struct {
 	acct *account
 	w    write
 	sent bool // sent before without a reply: it may have applied
+	// sending, when not nil, is the pipeliner's hold of that send, which
+	// it may make yet: delivery waits until it is done.
+	sending *sendingError
 }
 
 // A write is one change of a key, as the queue delivers it.
@@ -179,6 +182,9 @@ func (q *queue) mergeable(e *entry) (write, bool) {
 	if l == nil || len(l.entries) == 0 || l.busy && len(l.entries) == 1 {
 		return nil, false // the head being delivered is as it was sent
 	}
+	if e.sending != nil {
+		return nil, false // its send waits behind the last one's
+	}
 	// Entries of different accounts stay apart, so that the one a Close
 	// drops carries nothing of another Memory's.
 	if last := l.entries[len(l.entries)-1]; last.acct == e.acct {
@@ -193,7 +199,7 @@ func (q *queue) addLocked(e *entry) {
 	if merged, ok := q.mergeable(e); ok {
 		last := l.entries[len(l.entries)-1]
 		last.w.settled()
-		e.w, e.sent = merged, false
+		e.w, e.sent, e.sending = merged, false, last.sending
 		l.entries[len(l.entries)-1] = e
 		q.applyLocked(e)
 		return
@@ -473,11 +479,17 @@ func (q *queue) deliver(ctx context.Context, l *line) error {
 		e, fails := l.entries[0], l.fails
 		q.mu.Unlock()
 
-		c := e.acct.conn
-		if fails > 0 {
-			c = &conn{client: c.client, clock: clockFor(min(c.clock.timeout<<min(fails, 10), attemptMax))}
+		var err error
+		if e.sending != nil {
+			err = e.sending.done(ctx)
 		}
-		err := e.w.deliver(ctx, c, e.key, e.sent)
+		if err == nil {
+			c := e.acct.conn
+			if fails > 0 {
+				c = &conn{client: c.client, clock: clockFor(min(c.clock.timeout<<min(fails, 10), attemptMax))}
+			}
+			err = e.w.deliver(ctx, c, e.key, e.sent)
+		}
 		q.mu.Lock()
 		switch {
 		case err == nil:

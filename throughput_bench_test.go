@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,9 +22,10 @@ const throughputOps = 20_000
 
 // BenchmarkThroughput runs Set and Get from 1, 64 and 256 goroutines at
 // once, in paired rounds: a Memory without auto-pipelining, one with it,
-// and raw go-redis doing the same JSON work over the same pipeliner. It
-// reports each variant's operations per second, and how many times the
-// pipelined Memory's throughput is the plain one's and raw's.
+// and raw go-redis doing the same JSON work over the same pipeliner, for
+// Set both with a plain SET and with the Memory's own script. It reports
+// each variant's operations per second, and how many times the pipelined
+// Memory's throughput is the plain one's and raw's.
 func BenchmarkThroughput(b *testing.B) {
 	srv := redisserver.Start(b)
 	url := "redis://" + srv.Addr
@@ -48,6 +48,20 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 		return ap.Set(ctx, "memory:bench", data, 0).Err()
 	}
+	// rawPut is a Set's own command: the last-writer-wins script that the
+	// Memory runs, run raw over the same pipeliner.
+	sha, err := client.ScriptLoad(ctx, memory.OpsLua).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rawPut := func() error {
+		stamp := time.Now().UnixNano()
+		data, err := json.Marshal(rawEnvelope{benchValue, stamp})
+		if err != nil {
+			return err
+		}
+		return ap.EvalSha(ctx, sha, []string{"memory:bench"}, "put", "", 0, stamp, -1, data).Err()
+	}
 	rawGet := func() error {
 		data, err := ap.Get(ctx, "memory:bench").Bytes()
 		if err != nil {
@@ -63,15 +77,20 @@ func BenchmarkThroughput(b *testing.B) {
 	for _, op := range []struct {
 		name             string
 		plain, pipe, raw func() error
+		rawScript        func() error // nil: raw is the same command
 	}{
-		{"set", set(plain), set(pipelined), rawSet},
-		{"get", get(plain), get(pipelined), rawGet},
+		{"set", set(plain), set(pipelined), rawSet, rawPut},
+		{"get", get(plain), get(pipelined), rawGet, nil},
 	} {
 		for _, goroutines := range []int{1, 64, 256} {
 			b.Run(fmt.Sprintf("op=%s/goroutines=%d", op.name, goroutines), func(b *testing.B) {
-				var spent [3]time.Duration
+				variants := []func() error{op.plain, op.pipe, op.raw}
+				if op.rawScript != nil {
+					variants = append(variants, op.rawScript)
+				}
+				spent := make([]time.Duration, len(variants))
 				for b.Loop() {
-					for i, fn := range []func() error{op.plain, op.pipe, op.raw} {
+					for i, fn := range variants {
 						spent[i] += runConcurrently(b, goroutines, fn)
 					}
 				}
@@ -81,6 +100,10 @@ func BenchmarkThroughput(b *testing.B) {
 				b.ReportMetric(rounds/spent[2].Seconds(), "raw-pipelined-ops/s")
 				b.ReportMetric(float64(spent[0])/float64(spent[1]), "pipelined/plain-speedup")
 				b.ReportMetric(float64(spent[1])/float64(spent[2]), "pipelined/raw-time")
+				if op.rawScript != nil {
+					b.ReportMetric(rounds/spent[3].Seconds(), "raw-script-ops/s")
+					b.ReportMetric(float64(spent[1])/float64(spent[3]), "pipelined/raw-script-time")
+				}
 			})
 		}
 	}
@@ -123,19 +146,84 @@ func benchNew(b *testing.B, opts ...memory.Option) *memory.Memory {
 }
 
 // BenchmarkServerCeiling measures the most the server answers on this
-// machine, whatever the client: redis-benchmark's SET and GET from 64
-// connections, 16 commands in flight on each.
+// machine, whatever the client: redis-benchmark's SET and GET, and the
+// script's put that every Set runs, from 64 connections, 16 commands in
+// flight on each.
 func BenchmarkServerCeiling(b *testing.B) {
 	srv := redisserver.Start(b)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	b.Cleanup(func() { admin.Close() })
+	sha, err := admin.ScriptLoad(ctx, memory.OpsLua).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	envelope, err := json.Marshal(rawEnvelope{benchValue, time.Now().UnixNano()})
+	if err != nil {
+		b.Fatal(err)
+	}
 	host, port, _ := strings.Cut(srv.Addr, ":")
-	for b.Loop() {
-		out, err := exec.Command("redis-benchmark", "-h", host, "-p", port, "-c", "64", "-P", "16", "-n", "500000", "-t", "set,get", "-q").CombinedOutput()
+	bench := func(args ...string) float64 {
+		args = append([]string{"-h", host, "-p", port, "-c", "64", "-P", "16", "-n", "500000", "--csv"}, args...)
+		out, err := exec.Command("redis-benchmark", args...).CombinedOutput()
 		if err != nil {
 			b.Fatalf("redis-benchmark: %v: %s", err, out)
 		}
-		for _, m := range regexp.MustCompile(`(SET|GET): ([0-9.]+) requests per second`).FindAllStringSubmatch(string(out), -1) {
-			rps, _ := strconv.ParseFloat(m[2], 64)
-			b.ReportMetric(rps, strings.ToLower(m[1])+"-ops/s")
+		// The last line's last seven fields: rps, then six latencies.
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		fields := strings.Split(lines[len(lines)-1], `","`)
+		if len(fields) < 8 {
+			b.Fatalf("redis-benchmark: no result in %q", out)
 		}
+		rps, err := strconv.ParseFloat(fields[len(fields)-7], 64)
+		if err != nil {
+			b.Fatalf("redis-benchmark: %v in %q", err, out)
+		}
+		return rps
+	}
+	for b.Loop() {
+		b.ReportMetric(bench("SET", "memory:k", string(envelope)), "set-ops/s")
+		b.ReportMetric(bench("GET", "memory:k"), "get-ops/s")
+		stamp := strconv.FormatInt(time.Now().UnixNano(), 10)
+		b.ReportMetric(bench("EVALSHA", sha, "1", "memory:k", "put", "", "0", stamp, "-1", string(envelope)), "script-put-ops/s")
+	}
+}
+
+// BenchmarkFullDuplex runs raw go-redis GETs from 64 and 256 goroutines
+// over the pipeliner's deferred face, half duplex as the Memory uses it
+// and full duplex, in paired rounds, and reports how many times full
+// duplex's throughput is half duplex's.
+func BenchmarkFullDuplex(b *testing.B) {
+	srv := redisserver.Start(b)
+	pipeliner := func(fullDuplex bool) *redis.AutoPipeliner {
+		client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+		b.Cleanup(func() { client.Close() })
+		opts := redis.DefaultAutoPipelineOptions()
+		opts.FullDuplex = fullDuplex
+		ap, err := client.AsyncAutoPipelineWithOptions(opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { ap.Close() })
+		return ap
+	}
+	half, full := pipeliner(false), pipeliner(true)
+	if err := half.Set(ctx, "memory:bench", "x", 0).Err(); err != nil {
+		b.Fatal(err)
+	}
+	get := func(ap *redis.AutoPipeliner) func() error {
+		return func() error { return ap.Get(ctx, "memory:bench").Err() }
+	}
+	for _, goroutines := range []int{64, 256} {
+		b.Run(fmt.Sprintf("goroutines=%d", goroutines), func(b *testing.B) {
+			var spent [2]time.Duration
+			for b.Loop() {
+				spent[0] += runConcurrently(b, goroutines, get(half))
+				spent[1] += runConcurrently(b, goroutines, get(full))
+			}
+			rounds := float64(b.N) * throughputOps
+			b.ReportMetric(rounds/spent[0].Seconds(), "half-duplex-ops/s")
+			b.ReportMetric(rounds/spent[1].Seconds(), "full-duplex-ops/s")
+			b.ReportMetric(float64(spent[0])/float64(spent[1]), "full/half-speedup")
+		})
 	}
 }

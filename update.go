@@ -89,12 +89,19 @@ func (m *Memory) update(ctx context.Context, key string, change localChange) err
 			w.settled()
 		}
 	}()
+	// queue queues w after err, if not nil, made the server unreachable;
+	// sent says that the error was of a compare-and-set, which may have
+	// applied.
 	queue := func(err error, sent bool) error {
+		var sendErr error
 		if err != nil {
 			m.s.link.failed(m.s.acct, err)
+			if sent {
+				sendErr = err
+			}
 		}
 		queued = true
-		return m.queueUpdate(key, w, sent)
+		return m.queueUpdate(key, w, sendErr)
 	}
 	if !m.direct(key) {
 		return queue(nil, false)
@@ -168,10 +175,11 @@ func (m *Memory) update(ctx context.Context, key string, change localChange) err
 }
 
 // queueUpdate queues w, first applying it to the value this process
-// knows, if any, for later reads; sent says that a compare-and-set of it
-// may have applied already. w is settled if it is not queued.
-func (m *Memory) queueUpdate(key string, w *updateWrite, sent bool) error {
-	if k, ok, _ := m.s.link.store.recall(key); ok && !sent {
+// knows, if any, for later reads; sendErr, if not nil, is the error of a
+// compare-and-set of it that may have applied already. w is settled if it
+// is not queued.
+func (m *Memory) queueUpdate(key string, w *updateWrite, sendErr error) error {
+	if k, ok, _ := m.s.link.store.recall(key); ok && sendErr == nil {
 		// The queue applies w to what the store knows: fn's error is
 		// the caller's, and an unchanged value needs no write.
 		value, err := valueOf(k.stored)
@@ -187,7 +195,7 @@ func (m *Memory) queueUpdate(key string, w *updateWrite, sent bool) error {
 			return err
 		}
 	}
-	if err := m.enqueue(key, w, sent); err != nil {
+	if err := m.enqueue(key, w, sendErr); err != nil {
 		w.settled()
 		return fmt.Errorf("memory: update %q: %w", key, err)
 	}

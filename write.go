@@ -21,10 +21,26 @@ func (m *Memory) direct(key string) bool {
 	return !m.s.queue || !m.lost() && !m.s.link.queue.has(key)
 }
 
-// enqueue queues w for key; sent says that an earlier send of it may have
-// applied.
-func (m *Memory) enqueue(key string, w write, sent bool) error {
-	return m.s.link.enqueue(&entry{key: key, acct: m.s.acct, w: w, sent: sent})
+// enqueue queues w for key. sendErr is the error of a send of w that may
+// have applied, nil if none was made; as a *sendingError, it says that the
+// pipeliner may make that send yet, and the queue waits until it is done
+// before it delivers w.
+func (m *Memory) enqueue(key string, w write, sendErr error) error {
+	e := &entry{key: key, acct: m.s.acct, w: w, sent: sendErr != nil}
+	errors.As(sendErr, &e.sending)
+	return m.s.link.enqueue(e)
+}
+
+// hold queues a hold of key when err, met by a send of a write to key
+// whose caller is told it failed, shows that the pipeliner may make the
+// send yet, so that the later writes to key wait until it is done; settle,
+// if not nil, is then the hold's to call. It reports whether it queued one.
+func (m *Memory) hold(key string, err error, settle func()) bool {
+	var sending *sendingError
+	if !errors.As(err, &sending) {
+		return false
+	}
+	return m.s.link.enqueue(&entry{key: key, acct: m.s.acct, w: hold{settle}, sending: sending}) == nil
 }
 
 // unknown reports whether err, met by a write under ctx, leaves its outcome
@@ -34,22 +50,29 @@ func (m *Memory) unknown(ctx context.Context, err error) bool {
 	return m.s.queue && offline(ctx, err)
 }
 
-// replace writes p, a whole value or a delete, to key: with send, on the
-// server, or in the queue, last writer wins.
-func (m *Memory) replace(ctx context.Context, op, key string, p *put, send func(ctx context.Context) error) error {
+// replace writes p, a whole value or a delete, to key, last writer wins: on
+// the server, or in the queue. A plain SET or DEL sent late, after a resend
+// and a newer write, would undo that write: p goes as the script, which
+// leaves a newer value alone.
+func (m *Memory) replace(ctx context.Context, op, key string, p *put) error {
 	if m.direct(key) {
-		err := send(ctx)
-		if err == nil {
+		reply, err := p.send(ctx, m.s.writer, key)
+		switch {
+		case err == nil && reply.outcome == applied:
 			m.s.link.store.rememberPut(key, p)
 			return nil
-		}
-		if !m.unknown(ctx, err) {
+		case err == nil:
+			m.s.link.store.forget(key) // a newer value, not known here
+			return nil
+		case !m.unknown(ctx, err):
 			m.s.link.store.forget(key) // it may have applied
+			m.hold(key, err, nil)
 			return opError(ctx, op, key, err)
 		}
 		m.s.link.failed(m.s.acct, err)
+		return m.enqueue(key, p, err)
 	}
-	return m.enqueue(key, p, true)
+	return m.enqueue(key, p, nil)
 }
 
 // errOutcomeUnknown is the error of an operation whose result the caller
@@ -67,13 +90,15 @@ func (m *Memory) edit(ctx context.Context, opName, key string, o op, local local
 	o.id, o.low = m.s.link.begin(key)
 	o.stamp, o.ttl = time.Now().UnixNano(), m.s.ttl
 	w := &opWrite{op: o, store: m.s.link.store, key: key, local: local}
-	sent := false
+	var sendErr error // of the send made, if any
 	if m.direct(key) {
 		reply, err := again(ctx,
-			func() (opReply, error) { return w.op.run(ctx, m.s.conn, key) },
-			func() (opReply, error) { return w.op.resend(ctx, m.s.conn, key) })
+			func() (opReply, error) { return w.op.run(ctx, m.s.writer, key) },
+			func() (opReply, error) { return w.op.resend(ctx, m.s.writer, key) })
 		if err == nil || !m.unknown(ctx, err) {
-			w.settled()
+			if err == nil || !m.hold(key, err, w.settled) {
+				w.settled()
+			}
 			if err != nil {
 				return nil, readError(ctx, opName, key, err)
 			}
@@ -81,8 +106,9 @@ func (m *Memory) edit(ctx context.Context, opName, key string, o op, local local
 			return reply.result, nil
 		}
 		m.s.link.failed(m.s.acct, err)
-		sent = true
+		sendErr = err
 	}
+	sent := sendErr != nil
 	var result []byte
 	var localErr error
 	k, ok, _ := m.s.link.store.recall(key)
@@ -101,7 +127,7 @@ func (m *Memory) edit(ctx context.Context, opName, key string, o op, local local
 		w.settled()
 		return nil, errOffline(opName, key, nil)
 	}
-	if err := m.enqueue(key, w, sent); err != nil {
+	if err := m.enqueue(key, w, sendErr); err != nil {
 		w.settled()
 		return nil, fmt.Errorf("memory: %s %q: %w", opName, key, err)
 	}

@@ -16,9 +16,16 @@ type put struct {
 	expiry *expiry
 }
 
-func (p *put) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+// send writes p on the server, once, unless the key holds a newer
+// last_modified: its outcome is conflicted then, or when the key held p's
+// value already.
+func (p *put) send(ctx context.Context, c *conn, key string) (opReply, error) {
 	o := op{name: "put", stamp: p.stamp, ttl: p.ttl, args: []any{p.value}}
-	if _, err := o.run(ctx, c, key); err != nil {
+	return o.run(ctx, c, key)
+}
+
+func (p *put) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+	if _, err := p.send(ctx, c, key); err != nil {
 		return err
 	}
 	if p.expiry != nil {
@@ -206,3 +213,22 @@ func (w *updateWrite) apply(k known, ok bool) (known, bool) {
 }
 
 func (w *updateWrite) settled() { w.store.settle(w.key, w.id.seq) }
+
+// A hold changes nothing. Queued with the pipeliner's hold of a send of a
+// write whose caller was told it failed, it keeps the later writes to its
+// key behind that send, which the pipeliner may make yet, until the
+// pipeliner is done with it. settle, if not nil, ends what the write keeps
+// meanwhile.
+type hold struct{ settle func() }
+
+func (hold) deliver(context.Context, *conn, string, bool) error { return nil }
+
+// apply changes nothing: the send held may apply or not, as reads of the
+// server's value tell.
+func (hold) apply(k known, ok bool) (known, bool) { return k, ok }
+
+func (h hold) settled() {
+	if h.settle != nil {
+		h.settle()
+	}
+}
