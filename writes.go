@@ -16,15 +16,20 @@ type put struct {
 	expiry *expiry
 }
 
-func (p *put) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+// deliver reports held when the server holds p's value: it applied, or had,
+// and so did the expiry merged in, if any.
+func (p *put) deliver(ctx context.Context, c *conn, key string, _ bool) (bool, error) {
 	o := op{name: "put", stamp: p.stamp, ttl: p.ttl, args: []any{p.value}}
-	if _, err := o.run(ctx, c, key); err != nil {
-		return err
+	reply, err := o.run(ctx, c, key)
+	if err != nil {
+		return false, err
 	}
+	held := reply.outcome != conflicted
 	if p.expiry != nil {
-		return p.expiry.deliver(ctx, c, key, false)
+		reply, err = p.expiry.run(ctx, c, key)
+		held = held && reply.outcome == applied
 	}
-	return nil
+	return held, err
 }
 
 func (p *put) apply(k known, ok bool) (known, bool) {
@@ -52,13 +57,20 @@ type expiry struct {
 	stamp    int64
 }
 
-func (x *expiry) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+// deliver never reports held: what the key holds then is the value the
+// expiry found.
+func (x *expiry) deliver(ctx context.Context, c *conn, key string, _ bool) (bool, error) {
+	_, err := x.run(ctx, c, key)
+	return false, err
+}
+
+// run sends x on key, once.
+func (x *expiry) run(ctx context.Context, c *conn, key string) (opReply, error) {
 	o := op{name: "persist", stamp: x.stamp}
 	if !x.deadline.IsZero() {
 		o = op{name: "expire", stamp: x.stamp, args: []any{time.Until(x.deadline).Milliseconds()}}
 	}
-	_, err := o.run(ctx, c, key)
-	return err
+	return o.run(ctx, c, key)
 }
 
 func (x *expiry) apply(k known, ok bool) (known, bool) {
@@ -107,14 +119,15 @@ type opWrite struct {
 	local localChange // nil when it cannot be computed here
 }
 
-func (w *opWrite) deliver(ctx context.Context, c *conn, key string, resent bool) error {
+// deliver never reports held: the server applies w to its own value.
+func (w *opWrite) deliver(ctx context.Context, c *conn, key string, resent bool) (bool, error) {
 	w.op.low = w.store.lowest(key, w.op.id.seq)
 	send := w.op.run
 	if resent {
 		send = w.op.resend
 	}
 	_, err := send(ctx, c, key)
-	return err
+	return false, err
 }
 
 func (w *opWrite) apply(k known, ok bool) (known, bool) {
@@ -153,21 +166,22 @@ type updateWrite struct {
 	fn    localChange
 }
 
-func (w *updateWrite) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+// deliver never reports held: fn applies to the server's value.
+func (w *updateWrite) deliver(ctx context.Context, c *conn, key string, _ bool) (bool, error) {
 	for range updateAttempts {
 		stored, err := c.get(ctx, key)
 		if err != nil {
-			return err
+			return false, err
 		}
 		reply, _, err := w.cas(ctx, c, stored)
 		if errors.Is(err, errUnchanged) {
-			return nil
+			return false, nil
 		}
 		if err != nil || reply.outcome != conflicted {
-			return err
+			return false, err
 		}
 	}
-	return fmt.Errorf("%w: %d attempts", ErrConflict, updateAttempts)
+	return false, fmt.Errorf("%w: %d attempts", ErrConflict, updateAttempts)
 }
 
 // cas applies fn to stored and writes the result, which it returns, if the
