@@ -421,42 +421,49 @@ func (m *Memory) loadAll(ctx context.Context, keys []string) (get func(i int, ke
 		stored, errs, err := c.getAll(ctx, m.s.conn, keys)
 		return func(i int, _ string) ([]byte, error) { return stored[i], errs[i] }, err
 	}
-	var cmds []*redis.StringCmd
-	for range fetchAttempts {
-		// A read that crossed a change of this process is read again,
-		// as fetch does.
+	stored, errs := make([][]byte, len(keys)), make([]error, len(keys))
+	for attempt := 1; ; attempt++ {
 		tickets := make([]ticket, len(keys))
 		for i, key := range keys {
 			tickets[i] = m.s.link.store.reserve(key)
 		}
-		cmds, _, err = m.s.conn.getAll(ctx, keys, false)
-		changed := false
-		for i, key := range keys {
-			changed = m.s.link.store.unreserve(key, tickets[i]) || changed
-		}
+		cmds, _, err := m.s.conn.getAll(ctx, keys, false)
 		// Exec reports the first failed command, a miss included: only
 		// an error that is no reply of the server's fails them all.
 		if err != nil && !isReply(err) {
+			for _, key := range keys {
+				m.s.link.store.unreserve(key)
+			}
 			return nil, err
 		}
-		if !changed {
-			break
+		again := false
+		for i, key := range keys {
+			data, err := cmds[i].Bytes()
+			stored[i], errs[i] = nil, nil
+			switch {
+			case errors.Is(err, redis.Nil):
+				data = nil
+			case err != nil:
+				errs[i] = err
+				m.s.link.store.unreserve(key)
+				continue
+			}
+			// A read that crossed the delivery of a queued write is
+			// read again, as fetch does.
+			k, ok, crossed := m.s.link.queue.found(key, data, tickets[i])
+			if crossed && attempt < fetchAttempts {
+				again = true
+				continue
+			}
+			if !ok {
+				k, _, _ = m.s.link.store.recall(key)
+			}
+			stored[i] = k.stored
+		}
+		if !again {
+			return func(i int, _ string) ([]byte, error) { return stored[i], errs[i] }, nil
 		}
 	}
-	return func(i int, key string) ([]byte, error) {
-		data, err := cmds[i].Bytes()
-		switch {
-		case errors.Is(err, redis.Nil):
-			data = nil
-		case err != nil:
-			return nil, err
-		}
-		if stored, ok := m.seen(key, data); ok {
-			return stored, nil
-		}
-		k, _, _ := m.s.link.store.recall(key)
-		return k.stored, nil
-	}, nil
 }
 
 // isEmpty reports whether omitempty leaves v unwritten: a zero value, or an

@@ -98,7 +98,7 @@ func (c *localCache) get(ctx context.Context, cn *conn, key string) ([]byte, any
 	sent := time.Now()
 	stored, ttl, err := cn.getExpiring(ctx, key)
 	if err != nil {
-		c.store.unreserve(key, t)
+		c.store.unreserve(key)
 		return nil, nil, err
 	}
 	c.store.fill(key, stored, expiresAt(sent, ttl), t)
@@ -130,8 +130,8 @@ func (c *localCache) getAll(ctx context.Context, cn *conn, keys []string) ([][]b
 	sent := time.Now()
 	gets, ttls, err := cn.getAll(ctx, keys, true)
 	if err != nil && !isReply(err) {
-		for i, key := range keys {
-			c.store.unreserve(key, tickets[i])
+		for _, key := range keys {
+			c.store.unreserve(key)
 		}
 		return nil, nil, err
 	}
@@ -141,7 +141,7 @@ func (c *localCache) getAll(ctx context.Context, cn *conn, keys []string) ([][]b
 		case errors.Is(err, redis.Nil):
 		case err != nil:
 			errs[i] = err
-			c.store.unreserve(key, tickets[i])
+			c.store.unreserve(key)
 			continue
 		}
 		stored[i] = s

@@ -55,7 +55,7 @@ type op struct {
 const (
 	conflicted = 0 // a compare-and-set found another value; put or expire skipped
 	applied    = 1
-	duplicate  = 2 // applied before: its identity is recorded
+	duplicate  = 2 // applied before: its identity is recorded; a put's value is held already
 )
 
 // An opReply is what the script replied to an op.

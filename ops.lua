@@ -33,7 +33,9 @@
 --
 -- Some operations carry no identity. put, logput, expire and persist are
 -- last-writer-wins, for the offline queue and Restore: they reply 1 when
--- they changed the key, 0 when it holds a newer value, or already this one.
+-- they changed the key, 0 when it holds a newer value, or, but for put,
+-- already this one; put replies 2 when the key holds its value already, so
+-- that the writer knows what the key holds.
 -- setnx tells its own write by its bytes. The log operations work on a
 -- Redis list of envelopes rather than on one.
 --
@@ -145,9 +147,9 @@ if op == 'put' then
 		if n and greater(n, stamp) then
 			return 0
 		elseif value == '' then
-			return redis.call('DEL', key)
+			return redis.call('DEL', key) == 1 and 1 or 2
 		elseif len == #value and redis.call('GET', key) == value then
-			return 0
+			return 2
 		end
 		set(value)
 		return 1

@@ -202,9 +202,11 @@ func TestOpsScript(t *testing.T) {
 		{name: "put older", stored: python, op: op{name: "put", stamp: 4, args: []any{`{"value": 9, "last_modified": 4}`}},
 			want: "=", outcome: conflicted},
 		{name: "put unchanged", stored: python, op: op{name: "put", stamp: 5, args: []any{python}},
-			want: "=", outcome: conflicted},
+			want: "=", outcome: duplicate},
 		{name: "put delete", stored: python, op: op{name: "put", stamp: 5, args: []any{""}},
 			want: "", outcome: applied},
+		{name: "put delete of an absent key", op: op{name: "put", stamp: 5, args: []any{""}},
+			want: "", outcome: duplicate},
 		{name: "put over a bare value", stored: `7`, op: op{name: "put", stamp: 1, args: []any{`8`}},
 			want: `8`, outcome: applied},
 		{name: "expire older", stored: python, op: op{name: "expire", stamp: 4, args: []any{3600000}},
@@ -300,3 +302,31 @@ func TestOpsScript(t *testing.T) {
 }
 
 func sha1hex(s string) string { return newScript(s).sha }
+
+// TestPutHeld delivers puts as the queue does: each reports held when the
+// server holds its value afterwards, whether this send or an earlier one
+// wrote it, and not when a newer value won.
+func TestPutHeld(t *testing.T) {
+	scriptServers(t, func(t *testing.T, c *conn, raw *redis.Client) {
+		ctx := context.Background()
+		value := []byte(`{"value": 1, "last_modified": 5}`)
+		for _, tt := range []struct {
+			name string
+			p    *put
+			held bool
+		}{
+			{"written", &put{value: value, stamp: 5, ttl: -1}, true},
+			{"written before", &put{value: value, stamp: 5, ttl: -1}, true},
+			{"older", &put{value: []byte(`{"value": 0, "last_modified": 4}`), stamp: 4, ttl: -1}, false},
+			{"with an expiry", &put{value: []byte(`{"value": 2, "last_modified": 6}`), stamp: 6, ttl: -1, expiry: &expiry{deadline: time.Now().Add(time.Hour), stamp: 6}}, true},
+			{"with an expiry that loses", &put{value: []byte(`{"value": 2, "last_modified": 6}`), stamp: 6, ttl: -1, expiry: &expiry{deadline: time.Now().Add(time.Hour), stamp: 5}}, false},
+			{"deleted", &put{stamp: 7}, true},
+			{"deleted before", &put{stamp: 7}, true},
+		} {
+			held, err := tt.p.deliver(ctx, c, "k:held", false)
+			require.NoError(t, err, tt.name)
+			require.Equal(t, tt.held, held, tt.name)
+		}
+		require.Zero(t, raw.Exists(ctx, "k:held").Val())
+	})
+}

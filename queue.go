@@ -87,8 +87,10 @@ type entry struct {
 type write interface {
 	// deliver applies the write on the server, once; resent says that an
 	// earlier send may have applied it already. It returns nil when the
-	// write applied, or had, or lost to a newer value.
-	deliver(ctx context.Context, c *conn, key string, resent bool) error
+	// write applied, or had, or lost to a newer value; and held, whether
+	// the server then holds what apply makes of the key whatever it held
+	// before: a whole value that applied, or had.
+	deliver(ctx context.Context, c *conn, key string, resent bool) (held bool, err error)
 	// apply returns what the key holds once the write applies to what it
 	// held, k, known when ok, and whether that can be known.
 	apply(k known, ok bool) (known, bool)
@@ -226,12 +228,44 @@ func (q *queue) applyLocked(e *entry) {
 	})
 }
 
+// found ends the read of key that t reserved, which found stored (nil:
+// absent) on the server, and returns what key holds once the queued writes
+// to it apply, and whether that can be known; or crossed, when a queued
+// write may have been delivered after the read reached the server, too
+// late for it to see: the key is to be read again.
+func (q *queue) found(key string, stored []byte, t ticket) (k known, ok, crossed bool) {
+	if t.queued {
+		// No write to key leaves the queue between the check that none
+		// did while the read was on its way and the view of those left.
+		q.mu.Lock()
+		defer q.mu.Unlock()
+	}
+	queued, crossed := q.store.found(key, stored, t)
+	k = known{stored: stored}
+	switch {
+	case crossed:
+		return known{}, false, true
+	case !queued:
+		return k, true, false
+	case t.queued:
+		k, ok = q.viewLocked(key, k)
+	default: // queued while the read was on its way
+		k, ok = q.view(key, k)
+	}
+	return k, ok, false
+}
+
 // view returns what key holds once its queued writes apply to k, the
 // server's value, and whether that can be known. An operation the server's
 // value records applied already.
 func (q *queue) view(key string, k known) (known, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.viewLocked(key, k)
+}
+
+// viewLocked is view with q.mu held.
+func (q *queue) viewLocked(key string, k known) (known, bool) {
 	_, record, _, _ := parts(k.stored)
 	ok := true
 	if l := q.lines[key]; l != nil {
@@ -329,15 +363,22 @@ func (q *queue) signal() {
 }
 
 // removeLocked takes e, the head of l, out of the queue once it is
-// delivered or dropped. q.mu must be held.
-func (q *queue) removeLocked(l *line, e *entry) {
+// delivered or dropped; held says that the server holds what e made of the
+// key. q.mu must be held.
+func (q *queue) removeLocked(l *line, e *entry, held bool) {
 	l.entries = l.entries[1:]
 	q.size.Add(-1)
 	e.acct.pending.Add(-1)
 	e.w.settled()
 	q.store.with(e.key, func(sl *slot) {
 		sl.queued--
-		if sl.queued == 0 && !sl.current {
+		switch {
+		case sl.queued > 0:
+		case held && sl.known:
+			// What it knows is what e, applied to it last, made of
+			// the key: the server holds it.
+			sl.current = true
+		case !sl.current:
 			// What it knew was the queue's doing: the server now holds
 			// what the writes made of its own value.
 			sl.known, sl.stored = false, nil
@@ -479,6 +520,7 @@ func (q *queue) deliver(ctx context.Context, l *line) error {
 		e, fails := l.entries[0], l.fails
 		q.mu.Unlock()
 
+		var held bool
 		var err error
 		if e.sending != nil {
 			err = e.sending.done(ctx)
@@ -488,14 +530,14 @@ func (q *queue) deliver(ctx context.Context, l *line) error {
 			if fails > 0 {
 				c = &conn{client: c.client, clock: clockFor(min(c.clock.timeout<<min(fails, 10), attemptMax))}
 			}
-			err = e.w.deliver(ctx, c, e.key, e.sent)
+			held, err = e.w.deliver(ctx, c, e.key, e.sent)
 		}
 		q.mu.Lock()
 		switch {
 		case err == nil:
 			e.acct.delivered.Add(1)
 			q.done++
-			q.removeLocked(l, e)
+			q.removeLocked(l, e, held)
 			l.fails = 0
 		case unreachable(err) || errors.Is(err, ErrConflict) || ctx.Err() != nil:
 			e.sent = true
@@ -504,7 +546,7 @@ func (q *queue) deliver(ctx context.Context, l *line) error {
 			return err
 		default:
 			e.acct.drop(e, err)
-			q.removeLocked(l, e)
+			q.removeLocked(l, e, false)
 		}
 		q.mu.Unlock()
 	}

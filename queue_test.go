@@ -2,12 +2,14 @@ package memory_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,6 +123,143 @@ func TestOfflineOrder(t *testing.T) {
 	require.NoError(t, m.Flush(ctx))
 	requireList(t, list, "first", "x", "b")
 	requireValue(t, m, "other", 2)
+}
+
+// TestOfflineDeliveredKnown delivers writes queued in an outage, whole
+// values and a list append, then loses the server again: the whole values,
+// which the server now holds, are still known here; the list, which the
+// append changed on the server, is not.
+func TestOfflineDeliveredKnown(t *testing.T) {
+	type pair struct{ A, B int }
+	srv, m, _ := offlineMemory(t)
+	srv.Close()
+	require.NoError(t, m.Set(ctx, "set", "s"))
+	requireOffline(t, m)
+	require.NoError(t, m.Save(ctx, &pair{1, 2}))
+	require.NoError(t, m.Delete(ctx, "deleted"))
+	require.NoError(t, memory.ListOf[int](m, "list").Append(ctx, 1))
+	require.NoError(t, srv.Restart())
+	require.NoError(t, m.Flush(ctx))
+	require.Zero(t, m.Pending())
+	srv.Close()
+
+	requireValue(t, m, "set", "s")
+	var got pair
+	require.NoError(t, m.Load(ctx, &got))
+	require.Equal(t, pair{1, 2}, got)
+	require.ErrorIs(t, m.Get(ctx, "deleted", new(string)), memory.ErrNotFound)
+	require.ErrorIs(t, m.Get(ctx, "list", new([]int)), memory.ErrUnavailable)
+}
+
+// A deliveryGate is a go-redis hook that, armed, holds back every script
+// call, the queue's deliveries, until released, saying on arrived that one
+// waits; and calls afterRead with the count of reads once the reply of each
+// GET, or pipeline of them, is in.
+type deliveryGate struct {
+	armed     atomic.Bool
+	arrived   chan struct{}
+	release   chan struct{}
+	reads     int
+	afterRead func(n int)
+}
+
+func (g *deliveryGate) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (g *deliveryGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !g.armed.Load() {
+			return next(ctx, cmd)
+		}
+		switch cmd.Name() {
+		case "evalsha": // first of each delivery; an EVAL after NOSCRIPT passes
+			g.arrived <- struct{}{}
+			<-g.release
+		case "get":
+			err := next(ctx, cmd)
+			g.read()
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (g *deliveryGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if g.armed.Load() && cmds[0].Name() == "get" {
+			g.read()
+		}
+		return err
+	}
+}
+
+func (g *deliveryGate) read() {
+	g.reads++
+	g.afterRead(g.reads)
+}
+
+// TestOfflineReadCrossesDeliveries reads a name while the queue delivers
+// three writes to it, one while each round trip of the read is on its way,
+// after the read reached the server; the last read finds the queue empty.
+// The read returns the last write all the same, not what the server held
+// before it: by Get, and by Load.
+func TestOfflineReadCrossesDeliveries(t *testing.T) {
+	type one struct{ K int }
+	for name, read := range map[string]func(m *memory.Memory) (int, error){
+		"get": func(m *memory.Memory) (int, error) { return memory.GetAs[int](ctx, m, "K") },
+		"load": func(m *memory.Memory) (int, error) {
+			var v one
+			err := m.Load(ctx, &v)
+			return v.K, err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := miniredis.RunT(t)
+			client := redis.NewClient(&redis.Options{Addr: srv.Addr(), DialerRetries: 1, MaxRetries: 1, ContextTimeoutEnabled: true})
+			t.Cleanup(func() { client.Close() })
+			g := &deliveryGate{arrived: make(chan struct{}), release: make(chan struct{})}
+			client.AddHook(g)
+			// Over one client, the writes of three Memory values to one
+			// name are three entries of the queue, not one merged.
+			ms := make([]*memory.Memory, 3)
+			for i := range ms {
+				m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("test:"))
+				require.NoError(t, err)
+				t.Cleanup(func() { m.Close() })
+				ms[i] = m
+			}
+			srv.Close()
+			for i, m := range ms {
+				require.NoError(t, m.Set(ctx, "K", i+1))
+				require.Equal(t, 1, m.Pending())
+			}
+			require.NoError(t, srv.Restart())
+
+			g.afterRead = func(n int) {
+				if n > len(ms) {
+					return
+				}
+				g.release <- struct{}{} // the n-th delivery goes, after the read
+				if n < len(ms) {
+					<-g.arrived // the next one waits: the n-th is out of the queue
+					return
+				}
+				require.NoError(t, ms[n-1].Flush(ctx)) // the last one is out of the queue
+			}
+			g.armed.Store(true)
+			flushed := make(chan error, 1)
+			go func() { flushed <- ms[0].Flush(ctx) }()
+			<-g.arrived // the first delivery waits
+			got, err := read(ms[0])
+			g.armed.Store(false)
+			<-flushed
+			require.NoError(t, err)
+			require.Equal(t, 3, got, "the last write, delivered while the last read was on its way")
+			got, err = read(ms[0])
+			require.NoError(t, err)
+			require.Equal(t, 3, got)
+		})
+	}
 }
 
 func TestOfflineLastWriterWins(t *testing.T) {

@@ -63,9 +63,14 @@ type slot struct {
 	reads   int    // reads in flight that reserved the slot
 }
 
-// A ticket is what a read through the local cache saw of its key as it
-// began.
-type ticket struct{ changes, epoch uint64 }
+// A ticket is what a read saw of its key as it began: the slot's changes,
+// the tracking epoch, and whether writes of this process to the key waited
+// in the queue, which the read may miss if they are delivered while it is
+// on its way.
+type ticket struct {
+	changes, epoch uint64
+	queued         bool
+}
 
 // A known value is a key's string and expiry as this process knows them.
 type known struct {
@@ -172,21 +177,6 @@ func (s *store) rememberPut(key string, p *put) {
 	s.remember(key, k.stored, k.expires, true)
 }
 
-// rememberRead records stored, just read from the server (nil: absent),
-// keeping the expiry known for key if the value is unchanged. A key with
-// writes in the queue keeps the value they make locally.
-func (s *store) rememberRead(key string, stored []byte) {
-	s.with(key, func(sl *slot) {
-		if sl.queued > 0 {
-			return
-		}
-		if !sl.known || !equalBytes(sl.stored, stored) {
-			sl.expires = time.Time{}
-		}
-		sl.known, sl.current, sl.stored = true, true, stored
-	})
-}
-
 // forget drops what is known of the value of key.
 func (s *store) forget(key string) {
 	s.with(key, func(sl *slot) { sl.known, sl.current, sl.stored = false, false, nil })
@@ -215,28 +205,55 @@ func (s *store) each(fn func(sh *storeShard, key string, sl *slot)) {
 	}
 }
 
-// reserve records a read of key through the local cache, and returns its
-// ticket, for fill or unreserve once the reply is in.
+// reserve records a read of key from the server, through the local cache
+// or not, and returns its ticket, for fill, found or unreserve once the
+// reply is in.
 func (s *store) reserve(key string) ticket {
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sl := s.slot(sh, key)
 	sl.reads++
-	return ticket{sl.changes, s.epoch.Load()}
+	return ticket{sl.changes, s.epoch.Load(), sl.queued > 0}
 }
 
-// unreserve ends the read of key that t reserved, which fills nothing, and
-// reports whether the key changed here while the read was on its way.
-func (s *store) unreserve(key string, t ticket) (changed bool) {
+// unreserve ends a read of key that reserve recorded, which learnt
+// nothing.
+func (s *store) unreserve(key string) {
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sl := sh.slots[key]
 	sl.reads--
-	changed = sl.changes != t.changes
 	sh.drop(key, sl)
-	return changed
+}
+
+// found ends the read of key that t reserved, which found stored (nil:
+// absent) on the server, not through the local cache. Unless the key
+// changed here while the read was on its way, or writes of this process to
+// it wait in the queue, stored is its known value, as the server holds it,
+// keeping the expiry known if the value is unchanged. It reports whether
+// writes to key wait in the queue now, which apply on top of stored, and
+// whether the read crossed a change of the key while writes to it waited
+// when it began: one of them may have been delivered after the read reached
+// the server, so that stored may be older than what this process wrote.
+func (s *store) found(key string, stored []byte, t ticket) (queued, crossed bool) {
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sl := sh.slots[key]
+	sl.reads--
+	changed := sl.changes != t.changes
+	if !changed && sl.queued == 0 {
+		if !sl.known || !equalBytes(sl.stored, stored) {
+			sl.expires = time.Time{}
+		}
+		sl.known, sl.current, sl.stored = true, true, stored
+		s.change(sl)
+	}
+	queued, crossed = sl.queued > 0, changed && t.queued
+	sh.drop(key, sl)
+	return queued, crossed
 }
 
 // fill ends the read of key that t reserved, which found stored (nil:

@@ -60,6 +60,44 @@ func TestStoreCrossedReads(t *testing.T) {
 	require.Equal(t, []byte(`2`), stored)
 }
 
+// TestStoreFound follows a read that is not through the cache from its
+// reservation to its reply: the reply is the key's known value only if
+// nothing crossed it and no write to the key is queued, and the read
+// crossed when the key changed while writes to it waited in the queue as
+// it began, one of which may have been delivered after the read reached
+// the server.
+func TestStoreFound(t *testing.T) {
+	value := []byte(`{"value": 1, "last_modified": 1}`)
+	nothing := func(*store) {}
+	queue := func(s *store) { s.with("k", func(sl *slot) { sl.queued++ }) }
+	deliver := func(s *store) { s.with("k", func(sl *slot) { sl.queued-- }) }
+	tests := []struct {
+		name                string
+		before, cross       func(s *store) // what happens before the read, and while it is on its way
+		queued, crossed, is bool           // is: the value read is known, as current
+	}{
+		{"nothing", nothing, nothing, false, false, true},
+		{"a write of this process", nothing, func(s *store) { s.forget("k") }, false, false, false},
+		{"a write queued", nothing, queue, true, false, false},
+		{"writes queued", queue, nothing, true, false, false},
+		{"a queued write delivered", queue, deliver, false, true, false},
+		{"a change told while writes are queued", queue, func(s *store) { s.invalidate([]string{"k"}) }, true, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore()
+			tt.before(s)
+			ticket := s.reserve("k")
+			tt.cross(s)
+			queued, crossed := s.found("k", value, ticket)
+			require.Equal(t, tt.queued, queued)
+			require.Equal(t, tt.crossed, crossed)
+			k, ok, current := s.recall("k")
+			require.Equal(t, tt.is, ok && current && equalBytes(k.stored, value))
+		})
+	}
+}
+
 // TestStoreFreshAfter checks what ends a fresh value: a change told, a
 // write, tracking breaking, an expiry; and that a decoded value is kept
 // only for the bytes it was decoded from.

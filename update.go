@@ -113,14 +113,16 @@ func (m *Memory) update(ctx context.Context, key string, change localChange) err
 	k, ok, current := m.s.link.store.recall(key)
 	stored := k.stored
 	if !ok || !current {
+		t := m.s.link.store.reserve(key)
 		var err error
 		if stored, err = m.s.conn.get(ctx, key); err != nil {
+			m.s.link.store.unreserve(key)
 			if !isDecodeError(err) && m.unknown(ctx, err) {
 				return queue(err, false)
 			}
 			return readError(ctx, "update", key, err)
 		}
-		m.s.link.store.rememberRead(key, stored)
+		m.s.link.store.found(key, stored, t)
 	}
 	backoff := updateBackoffMin
 	for attempt := 1; ; attempt++ {

@@ -58,7 +58,7 @@ func (m *Memory) replace(ctx context.Context, op, key string, p *put) error {
 	if m.direct(key) {
 		reply, err := p.send(ctx, m.s.writer, key)
 		switch {
-		case err == nil && reply.outcome == applied:
+		case err == nil && reply.outcome != conflicted:
 			m.s.link.store.rememberPut(key, p)
 			return nil
 		case err == nil:
@@ -201,19 +201,18 @@ func (m *Memory) read(ctx context.Context, op, key string) ([]byte, any, error) 
 		var stored []byte
 		var decoded any
 		var err error
+		ok := true
 		c := m.cacheFor(ctx, key)
 		if c != nil {
 			stored, decoded, err = c.get(ctx, m.s.conn, key)
 		} else {
-			stored, err = m.fetch(ctx, key)
+			stored, ok, err = m.fetch(ctx, key)
 		}
 		switch {
-		case err == nil && c != nil:
+		case err == nil && ok:
 			return stored, decoded, nil
 		case err == nil:
-			if stored, ok := m.seen(key, stored); ok {
-				return stored, nil, nil
-			}
+			// What this process's writes made of it is not known here.
 		case isDecodeError(err) || !offline(ctx, err):
 			return nil, nil, readError(ctx, op, key, err)
 		default:
@@ -226,36 +225,30 @@ func (m *Memory) read(ctx context.Context, op, key string) ([]byte, any, error) 
 	return nil, nil, errOffline(op, key, cause)
 }
 
-// fetchAttempts bounds how many times fetch reads a key that keeps
-// changing here.
+// fetchAttempts bounds how many times a key is read while each read
+// crosses the delivery of a queued write to it.
 const fetchAttempts = 3
 
-// fetch returns the string stored at key, nil when there is none, from the
-// server. A read that crossed a change of this process to key, a queued
-// write delivered while it was on its way above all, may hold what the key
-// held before: it is read again.
-func (m *Memory) fetch(ctx context.Context, key string) (stored []byte, err error) {
+// fetch returns the string stored at key, nil when there is none, as far
+// as this process knows, from the server: what it read, or what the
+// queued writes to key make of it. It reports false when that cannot be
+// known. A read that crossed the delivery of a queued write may hold what
+// the key held before: it is read again, and after fetchAttempts of them,
+// what the process knows answers.
+func (m *Memory) fetch(ctx context.Context, key string) ([]byte, bool, error) {
 	for range fetchAttempts {
 		t := m.s.link.store.reserve(key)
-		stored, err = m.s.conn.get(ctx, key)
-		if !m.s.link.store.unreserve(key, t) || err != nil {
-			break
+		stored, err := m.s.conn.get(ctx, key)
+		if err != nil {
+			m.s.link.store.unreserve(key)
+			return nil, false, err
+		}
+		if k, ok, crossed := m.s.link.queue.found(key, stored, t); !crossed {
+			return k.stored, ok, nil
 		}
 	}
-	return stored, err
-}
-
-// seen returns what key holds as far as this process knows, given stored,
-// just read from the server (nil: absent): stored, which it remembers,
-// unless writes of this process to key wait in the queue, which apply on
-// top of it. It reports false when that cannot be known.
-func (m *Memory) seen(key string, stored []byte) ([]byte, bool) {
-	if !m.s.link.queue.has(key) {
-		m.s.link.store.rememberRead(key, stored)
-		return stored, true
-	}
-	k, ok := m.s.link.queue.view(key, known{stored: stored})
-	return k.stored, ok
+	k, ok, _ := m.s.link.store.recall(key)
+	return k.stored, ok, nil
 }
 
 // errOffline is the error of a read, while the server cannot be reached, of

@@ -17,21 +17,26 @@ type put struct {
 }
 
 // send writes p on the server, once, unless the key holds a newer
-// last_modified: its outcome is conflicted then, or when the key held p's
-// value already.
+// last_modified: its outcome is conflicted then, and duplicate when the key
+// held p's value already.
 func (p *put) send(ctx context.Context, c *conn, key string) (opReply, error) {
 	o := op{name: "put", stamp: p.stamp, ttl: p.ttl, args: []any{p.value}}
 	return o.run(ctx, c, key)
 }
 
-func (p *put) deliver(ctx context.Context, c *conn, key string, _ bool) error {
-	if _, err := p.send(ctx, c, key); err != nil {
-		return err
+// deliver reports held when the server holds p's value: it applied, or had,
+// and so did the expiry merged in, if any.
+func (p *put) deliver(ctx context.Context, c *conn, key string, _ bool) (bool, error) {
+	reply, err := p.send(ctx, c, key)
+	if err != nil {
+		return false, err
 	}
+	held := reply.outcome != conflicted
 	if p.expiry != nil {
-		return p.expiry.deliver(ctx, c, key, false)
+		reply, err = p.expiry.run(ctx, c, key)
+		held = held && reply.outcome == applied
 	}
-	return nil
+	return held, err
 }
 
 func (p *put) apply(k known, ok bool) (known, bool) {
@@ -59,13 +64,20 @@ type expiry struct {
 	stamp    int64
 }
 
-func (x *expiry) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+// deliver never reports held: what the key holds then is the value the
+// expiry found.
+func (x *expiry) deliver(ctx context.Context, c *conn, key string, _ bool) (bool, error) {
+	_, err := x.run(ctx, c, key)
+	return false, err
+}
+
+// run sends x on key, once.
+func (x *expiry) run(ctx context.Context, c *conn, key string) (opReply, error) {
 	o := op{name: "persist", stamp: x.stamp}
 	if !x.deadline.IsZero() {
 		o = op{name: "expire", stamp: x.stamp, args: []any{time.Until(x.deadline).Milliseconds()}}
 	}
-	_, err := o.run(ctx, c, key)
-	return err
+	return o.run(ctx, c, key)
 }
 
 func (x *expiry) apply(k known, ok bool) (known, bool) {
@@ -114,14 +126,15 @@ type opWrite struct {
 	local localChange // nil when it cannot be computed here
 }
 
-func (w *opWrite) deliver(ctx context.Context, c *conn, key string, resent bool) error {
+// deliver never reports held: the server applies w to its own value.
+func (w *opWrite) deliver(ctx context.Context, c *conn, key string, resent bool) (bool, error) {
 	w.op.low = w.store.lowest(key, w.op.id.seq)
 	send := w.op.run
 	if resent {
 		send = w.op.resend
 	}
 	_, err := send(ctx, c, key)
-	return err
+	return false, err
 }
 
 func (w *opWrite) apply(k known, ok bool) (known, bool) {
@@ -160,21 +173,22 @@ type updateWrite struct {
 	fn    localChange
 }
 
-func (w *updateWrite) deliver(ctx context.Context, c *conn, key string, _ bool) error {
+// deliver never reports held: fn applies to the server's value.
+func (w *updateWrite) deliver(ctx context.Context, c *conn, key string, _ bool) (bool, error) {
 	for range updateAttempts {
 		stored, err := c.get(ctx, key)
 		if err != nil {
-			return err
+			return false, err
 		}
 		reply, _, err := w.cas(ctx, c, stored)
 		if errors.Is(err, errUnchanged) {
-			return nil
+			return false, nil
 		}
 		if err != nil || reply.outcome != conflicted {
-			return err
+			return false, err
 		}
 	}
-	return fmt.Errorf("%w: %d attempts", ErrConflict, updateAttempts)
+	return false, fmt.Errorf("%w: %d attempts", ErrConflict, updateAttempts)
 }
 
 // cas applies fn to stored and writes the result, which it returns, if the
@@ -221,7 +235,7 @@ func (w *updateWrite) settled() { w.store.settle(w.key, w.id.seq) }
 // meanwhile.
 type hold struct{ settle func() }
 
-func (hold) deliver(context.Context, *conn, string, bool) error { return nil }
+func (hold) deliver(context.Context, *conn, string, bool) (bool, error) { return false, nil }
 
 // apply changes nothing: the send held may apply or not, as reads of the
 // server's value tell.
