@@ -95,8 +95,17 @@ func benchClient(b *testing.B, addr string) (*memory.Memory, *redis.Client) {
 	return m, client
 }
 
+// benchPipelined returns a Memory with the prefix "memory:" and
+// auto-pipelining over a client of its own on client's server: a lone
+// caller's commands go straight to the server all the same.
+func benchPipelined(b *testing.B, client *redis.Client) *memory.Memory {
+	b.Helper()
+	return benchNew(b, memory.WithURL("redis://"+client.Options().Addr), memory.WithPrefix("memory:"), memory.WithAutoPipeline(true))
+}
+
 func BenchmarkSet(b *testing.B) {
 	m, client := benchSetup(b)
+	mp := benchPipelined(b, client)
 	envelope, err := json.Marshal(rawEnvelope{benchValue, time.Now().UnixNano()})
 	if err != nil {
 		b.Fatal(err)
@@ -107,6 +116,7 @@ func BenchmarkSet(b *testing.B) {
 	compare(b,
 		variant{"memory", func() error { return m.Set(ctx, "bench", benchValue) }},
 		variant{"memory-cancelable", func() error { return m.Set(cancelable, "bench", benchValue) }},
+		variant{"memory-pipelined", func() error { return mp.Set(ctx, "bench", benchValue) }},
 		variant{"raw", func() error { return client.Set(ctx, "memory:bench", envelope, 0).Err() }},
 		variant{"raw+json", func() error {
 			data, err := json.Marshal(rawEnvelope{benchValue, time.Now().UnixNano()})
@@ -120,10 +130,15 @@ func BenchmarkSet(b *testing.B) {
 
 func BenchmarkGet(b *testing.B) {
 	m, client := benchSetup(b)
+	mp := benchPipelined(b, client)
 	compare(b,
 		variant{"memory", func() error {
 			var v settings
 			return m.Get(ctx, "bench", &v)
+		}},
+		variant{"memory-pipelined", func() error {
+			var v settings
+			return mp.Get(ctx, "bench", &v)
 		}},
 		variant{"raw", func() error { return client.Get(ctx, "memory:bench").Err() }},
 		variant{"raw+json", func() error {
