@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -296,7 +295,7 @@ func (m *Memory) Save(ctx context.Context, src any) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now().UnixNano()
+	now := m.s.link.store.stamp()
 	saved, values, err := encodeFields(v, fields, now)
 	if err != nil {
 		return err

@@ -155,8 +155,8 @@ func WithLocalCache(maxEntries int) Option {
 // MEMORY_AUTOPIPELINE. Reads, Set, Delete and the list, map, log and counter
 // operations go through it; a write whose caller gave up while the
 // pipeliner held it holds the later writes to its name in the queue until
-// the pipeliner is done with it, so that it never lands after them. With
-// the offline queue off, writes go alone. It is off by default:
+// the pipeliner is done with it, so that the pipeliner does not send it
+// after them. With the offline queue off, writes go alone. It is off by default:
 // docs/performance.md of the repository says what it gains and costs.
 func WithAutoPipeline(on bool) Option {
 	return func(c *config) { c.autoPipeline, c.hasPipeline = on, true }

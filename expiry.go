@@ -47,7 +47,7 @@ func (m *Memory) expire(ctx context.Context, op, name string, x *expiry, send fu
 	if err != nil {
 		return err
 	}
-	x.stamp = time.Now().UnixNano()
+	x.stamp = m.s.link.store.stamp()
 	if !m.direct(key) {
 		if k, ok, _ := m.s.link.store.recall(key); ok && k.stored == nil {
 			return fmt.Errorf("%w: %s %q", ErrNotFound, op, key)

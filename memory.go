@@ -209,9 +209,11 @@ func (m *Memory) Prefix() string { return m.prefix }
 func (m *Memory) Client() redis.UniversalClient { return m.s.client }
 
 // Set stores value, encoded as JSON, under name. With WithDefaultTTL the key
-// expires after that TTL, and otherwise never. While the server cannot be
-// reached, or does not reply in time, the write is queued (see Flush), and
-// applies, last writer wins, once the server is back.
+// expires after that TTL, and otherwise never. Last writer wins: a value
+// whose last_modified is later than the call's, another writer's, is left
+// alone, and Set returns nil. While the server cannot be reached, or does
+// not reply in time, the write is queued (see Flush), and applies, last
+// writer wins, once the server is back.
 func (m *Memory) Set(ctx context.Context, name string, value any) error {
 	return m.set(ctx, "set", name, value, m.s.ttl)
 }
@@ -231,7 +233,7 @@ func (m *Memory) encode(op, name string, value any) (key string, stored []byte, 
 	if key, err = m.key(op, name); err != nil {
 		return "", nil, 0, err
 	}
-	stamp = time.Now().UnixNano()
+	stamp = m.s.link.store.stamp()
 	stored, err = encode(name, value, stamp)
 	return key, stored, stamp, err
 }
@@ -356,14 +358,14 @@ func (m *Memory) Has(ctx context.Context, name string) (bool, error) {
 }
 
 // Delete removes name and its value. Deleting an absent name is not an error.
-// While the server cannot be reached, the delete is queued, last writer
-// wins.
+// Last writer wins, as for Set: a value stamped later than the call is left
+// alone. While the server cannot be reached, the delete is queued.
 func (m *Memory) Delete(ctx context.Context, name string) error {
 	key, err := m.key("delete", name)
 	if err != nil {
 		return err
 	}
-	return m.replace(ctx, "delete", key, &put{stamp: time.Now().UnixNano()})
+	return m.replace(ctx, "delete", key, &put{stamp: m.s.link.store.stamp()})
 }
 
 // Incr adds delta to the integer stored under name, atomically on the
@@ -421,8 +423,10 @@ func (m *Memory) Scope(part string) (*Memory, error) {
 // queue: one per name for Set, Delete and Expire, whose queued writes to a
 // name merge, and one per queued operation otherwise. With WithAutoPipeline,
 // a write whose caller's context ended while the pipeliner still held it
-// counts too, until the pipeliner is done with it: the later writes to its
-// name wait behind it.
+// counts too, as a hold that the later writes to its name wait behind, until
+// the queue finds the pipeliner done with it; while the server is lost,
+// until it is back. Close counts a hold left among the writes it did not
+// deliver.
 func (m *Memory) Pending() int {
 	return int(m.s.acct.pending.Load())
 }

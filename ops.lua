@@ -32,11 +32,9 @@
 -- range), EMPTY (pop of an empty list).
 --
 -- Some operations carry no identity. put, logput, expire and persist are
--- last-writer-wins, for the offline queue and Restore: they reply 1 when
--- they changed the key, 0 when it holds a newer value, or, but for put,
--- already this one; put replies 2 when the key holds its value already, so
--- that the writer knows what the key holds.
--- setnx tells its own write by its bytes. The log operations work on a
+-- last-writer-wins: each reply says below what it did, put's whether the
+-- key holds its value, applied or already, so that the writer knows what
+-- the key holds. setnx tells its own write by its bytes. The log operations work on a
 -- Redis list of envelopes rather than on one.
 --
 -- The script is run on every call from the top: what only some operations
@@ -52,10 +50,17 @@ local low, stamp, ttl = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 -- of operations sent again, of which a copy may still be on its way, sent
 -- before the one whose reply the writer had. Beyond that it keeps those of
 -- the last day, and at most MAXRECORD in all, but for the operations of
--- the writer running this one whose outcome it does not know, which are
--- never cut: another writer's operation sent again after more than
+-- the writer running this one whose outcome it does not know, which only
+-- HARDRECORD bounds: another writer's operation sent again after more than
 -- MAXRECORD others may apply twice. Ages are read from the writers' stamps.
 local HORIZON, MAXRECORD, LINGER = 86400, 128, 120
+
+-- R never holds more than HARDRECORD identities, the writer's own that it
+-- may still send again included: a writer with one operation of unknown
+-- outcome keeps every later one of its own, whose seqs are above the one
+-- it gives as the lowest, and the bound keeps R, which every operation on
+-- the key reads and rewrites, from growing with them.
+local HARDRECORD = 8 * MAXRECORD
 
 -- A result larger than MAXRESULT bytes is not kept in R: an operation that
 -- returns one, and is sent again after its reply was lost, is known to have
@@ -114,11 +119,16 @@ local function set(s)
 	end
 end
 
+-- stampOf returns the last_modified that ends s, an envelope: "0" for a
+-- bare value.
+local function stampOf(s)
+	return string.match(s, '"last_modified"%s*:%s*(%d+)%s*}%s*$') or '0'
+end
+
 -- lastModified returns the last_modified of the string at the key, read
--- from its end: "0" for a bare value.
+-- from its end.
 local function lastModified()
-	local tail = redis.call('GETRANGE', key, -64, -1)
-	return string.match(tail, '"last_modified"%s*:%s*(%d+)%s*}%s*$') or '0'
+	return stampOf(redis.call('GETRANGE', key, -64, -1))
 end
 
 -- held returns the last_modified of the string at the key, and its length;
@@ -133,14 +143,20 @@ end
 
 -- put, which every Set and Delete is, runs before the rest of the script
 -- is made, which it does not need. ARGV[6]: the string to store, "" to
--- delete the key; unless the key holds a strictly newer last_modified. A
--- key of another type is replaced, as SET replaces it.
+-- delete the key; unless the key holds a strictly newer last_modified, or
+-- is a log whose last element does. A key of another type is replaced, as
+-- SET replaces it. Replies 1 when it changed the key, 2 when the key held
+-- its value already (a delete: had none), 0 when it left a newer one.
 if op == 'put' then
 	return finish(pcall(function()
 		local value, n = ARGV[6], nil
 		local len = redis.pcall('STRLEN', key)
 		if type(len) ~= 'number' then
 			len = -1 -- of another type
+			local last = redis.pcall('LINDEX', key, -1)
+			if type(last) == 'string' then
+				n = stampOf(last)
+			end
 		elseif len > 0 then
 			n = lastModified()
 		end
@@ -395,8 +411,6 @@ end
 
 -- Records.
 
--- find returns the result of this operation, hex-encoded, or "z" when it
--- was too large to keep, if R records the operation.
 local ENTRY = '((%w+)%.(%d+)%.(%d+)%.?(%w*)(!?))'
 
 -- find returns the result of this operation, hex-encoded, or "z" when it
@@ -446,7 +460,7 @@ local function record(r, result)
 			bounded[#bounded + 1] = e
 		end
 	end
-	return table.concat(bounded, ' ')
+	return table.concat(bounded, ' ', math.max(1, #bounded - HARDRECORD + 1), #bounded)
 end
 
 -- later returns the later of the stamp n and the operation's.
@@ -753,7 +767,7 @@ local function run()
 		local kind = redis.call('TYPE', key).ok
 		local n
 		if kind == 'list' then
-			n = string.match(redis.call('LINDEX', key, -1) or '', '"last_modified"%s*:%s*(%d+)%s*}%s*$') or '0'
+			n = stampOf(redis.call('LINDEX', key, -1) or '')
 		elseif kind == 'string' then
 			n = held()
 		end
@@ -802,7 +816,7 @@ local function run()
 	return redis.error_reply('ERR memory: unknown operation ' .. op)
 end
 
-if not writer and op ~= 'put' and op ~= 'logput' and op ~= 'expire' and op ~= 'persist' and op ~= 'setnx' then
-	return redis.error_reply('ERR memory: operation ' .. op .. ' without an identity: ' .. id)
+if not writer and op ~= 'logput' and op ~= 'expire' and op ~= 'persist' and op ~= 'setnx' then
+	return redis.error_reply('ERR memory: operation ' .. op .. ' without an identity: ' .. ARGV[2])
 end
 return finish(pcall(run))

@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -136,4 +137,35 @@ func TestFaultPipelinedWrites(t *testing.T) {
 			require.LessOrEqual(t, count, incrs+unknown, "no Incr applied twice")
 		})
 	}
+}
+
+// TestFaultPipelineHold gives up on an append that the pipeliner holds, the
+// server frozen: the append fails, and a hold in the queue keeps the next
+// append to the list, sent alone, behind it, so that once the server thaws
+// the two apply in order.
+func TestFaultPipelineHold(t *testing.T) {
+	defer func(was bool) { *memory.PipelineAlways = was }(*memory.PipelineAlways)
+	srv := redisserver.Start(t)
+	m := faultMemory(t, faultClient(t, srv.Addr), memory.WithAutoPipeline(true))
+	list := memory.ListOf[string](m, "list")
+	require.NoError(t, list.Append(ctx, "first"))
+
+	srv.Freeze()
+	*memory.PipelineAlways = true // this append alone through the pipeliner
+	gaveUp, cancel := context.WithTimeout(ctx, faultTimeout/3)
+	err := list.Append(gaveUp, "second")
+	cancel()
+	*memory.PipelineAlways = false
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Positive(t, memory.PipelineConns(m), "the append went through the pipeliner")
+	require.Equal(t, 1, m.Pending(), "a hold of the list")
+	require.NoError(t, list.Append(ctx, "third"), "queued behind the hold")
+	require.Equal(t, 2, m.Pending())
+	srv.Thaw()
+
+	require.NoError(t, m.Flush(ctx))
+	require.Zero(t, m.Pending())
+	got, err := list.All(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"first", "second", "third"}, got, "the append given up on applied, before the next one")
 }

@@ -40,6 +40,21 @@ type store struct {
 	fresh    atomic.Int64  // fresh values now
 	maxFresh atomic.Int64  // the local cache's bound on them
 	capacity atomic.Int64  // how many keys the store keeps
+	last     atomic.Int64  // the last stamp given
+}
+
+// stamp returns a last_modified for a write of this process: the time, in
+// Unix nanoseconds, or one more than the last stamp given if the clock
+// stepped back, so that a write of this process never loses to an earlier
+// one.
+func (s *store) stamp() int64 {
+	for {
+		last := s.last.Load()
+		next := max(time.Now().UnixNano(), last+1)
+		if s.last.CompareAndSwap(last, next) {
+			return next
+		}
+	}
 }
 
 type storeShard struct {

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -162,4 +163,33 @@ func TestStoreFreshBound(t *testing.T) {
 		}
 	})
 	require.Equal(t, int(s.fresh.Load()), n)
+}
+
+// TestStoreStamps takes stamps from 8 goroutines at once, and from a store
+// whose last stamp is ahead of the clock, as after the clock stepped back:
+// every stamp is later than the one before it.
+func TestStoreStamps(t *testing.T) {
+	s := newStore()
+	ahead := time.Now().Add(time.Hour).UnixNano()
+	s.last.Store(ahead)
+	require.Equal(t, ahead+1, s.stamp(), "one more than the last, not the clock's")
+
+	stamps := make([][]int64, 8)
+	var wg sync.WaitGroup
+	for g := range stamps {
+		wg.Go(func() {
+			for range 1000 {
+				stamps[g] = append(stamps[g], s.stamp())
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[int64]bool{}
+	for _, own := range stamps {
+		require.IsIncreasing(t, own)
+		for _, stamp := range own {
+			require.False(t, seen[stamp], "stamp %d given twice", stamp)
+			seen[stamp] = true
+		}
+	}
 }

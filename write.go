@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 )
 
 // This file holds the one place that chooses between the server and the
@@ -88,7 +87,7 @@ var errOutcomeUnknown = errors.New("the server did not reply, and the value is n
 // fails instead of being queued.
 func (m *Memory) edit(ctx context.Context, opName, key string, o op, local localChange, needKnown bool) ([]byte, error) {
 	o.id, o.low = m.s.link.begin(key)
-	o.stamp, o.ttl = time.Now().UnixNano(), m.s.ttl
+	o.stamp, o.ttl = m.s.link.store.stamp(), m.s.ttl
 	w := &opWrite{op: o, store: m.s.link.store, key: key, local: local}
 	var sendErr error // of the send made, if any
 	if m.direct(key) {
@@ -100,6 +99,9 @@ func (m *Memory) edit(ctx context.Context, opName, key string, o op, local local
 				w.settled()
 			}
 			if err != nil {
+				if unreachable(err) {
+					m.s.link.store.forget(key) // it may have applied, or may yet
+				}
 				return nil, readError(ctx, opName, key, err)
 			}
 			m.learn(key, w, reply)

@@ -203,7 +203,7 @@ func (w *updateWrite) cas(ctx context.Context, c *conn, stored []byte) (opReply,
 	if err != nil {
 		return opReply{}, nil, err
 	}
-	o := op{name: "cas", id: w.id, low: w.store.lowest(w.key, w.id.seq), stamp: time.Now().UnixNano(), ttl: w.ttl, args: []any{casToken(stored), next}}
+	o := op{name: "cas", id: w.id, low: w.store.lowest(w.key, w.id.seq), stamp: w.store.stamp(), ttl: w.ttl, args: []any{casToken(stored), next}}
 	reply, err := o.run(ctx, c, w.key)
 	return reply, next, err
 }
@@ -223,7 +223,7 @@ func (w *updateWrite) apply(k known, ok bool) (known, bool) {
 	case err != nil:
 		return k, false
 	}
-	return known{envelope(next, time.Now().UnixNano()), expiresAfter(k.expires, w.ttl)}, true
+	return known{envelope(next, w.store.stamp()), expiresAfter(k.expires, w.ttl)}, true
 }
 
 func (w *updateWrite) settled() { w.store.settle(w.key, w.id.seq) }
