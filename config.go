@@ -132,7 +132,9 @@ func WithOfflineQueue(on bool) Option {
 
 // WithMaxPending bounds how many names a Memory, its scopes included, may
 // have queued at once, DefaultMaxPending when not set. A write that would
-// queue one more name fails with an error wrapping ErrQueueFull.
+// queue one more name fails with an error wrapping ErrQueueFull. The holds
+// of WithAutoPipeline are queued over the bound: the sends they hold are
+// made already.
 func WithMaxPending(n int) Option {
 	return func(c *config) { c.maxPending = n }
 }

@@ -169,3 +169,33 @@ func TestFaultPipelineHold(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"first", "second", "third"}, got, "the append given up on applied, before the next one")
 }
+
+// TestFaultPipelineHoldQueueFull gives up on an append that the pipeliner
+// holds while the queue is full: the hold is queued all the same, and the
+// next append to the list waits behind it, or is refused, rather than
+// going to the server before the append given up on.
+func TestFaultPipelineHoldQueueFull(t *testing.T) {
+	defer func(was bool) { *memory.PipelineAlways = was }(*memory.PipelineAlways)
+	srv := redisserver.Start(t)
+	m := faultMemory(t, faultClient(t, srv.Addr), memory.WithAutoPipeline(true), memory.WithMaxPending(1))
+	list := memory.ListOf[string](m, "list")
+	require.NoError(t, list.Append(ctx, "first"))
+
+	srv.Freeze()
+	require.NoError(t, m.Set(ctx, "other", 1), "timed out: queued")
+	require.Equal(t, 1, m.Pending(), "the queue is full")
+	*memory.PipelineAlways = true
+	gaveUp, cancel := context.WithTimeout(ctx, faultTimeout/3)
+	err := list.Append(gaveUp, "second")
+	cancel()
+	*memory.PipelineAlways = false
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Equal(t, 2, m.Pending(), "the hold, over the bound")
+	require.ErrorIs(t, list.Append(ctx, "third"), memory.ErrQueueFull, "behind the hold, in a full queue")
+	srv.Thaw()
+
+	require.NoError(t, m.Flush(ctx))
+	got, err := list.All(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"first", "second"}, got)
+}

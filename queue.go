@@ -153,7 +153,8 @@ func (q *queue) has(key string) bool {
 // add queues each entry behind the writes to its key, merging it with the
 // last one when both are last-writer-wins. It returns an error wrapping
 // ErrQueueFull, and queues nothing, when the entries would be more than
-// their account may have queued.
+// their account may have queued; a hold is queued all the same, as the
+// send it holds is made already.
 func (q *queue) add(entries ...*entry) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -164,7 +165,9 @@ func (q *queue) add(entries ...*entry) error {
 	more := int64(0)
 	for _, e := range entries {
 		if _, ok := q.mergeable(e); !ok {
-			more++
+			if _, held := e.w.(hold); !held {
+				more++
+			}
 		}
 	}
 	if n := acct.pending.Load(); more > 0 && n+more > int64(acct.maxPending) {
