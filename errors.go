@@ -72,7 +72,7 @@ func opError(ctx context.Context, op, key string, err error) error {
 		return fmt.Errorf("%w: %s %q", ErrNotFound, op, key)
 	case errors.Is(err, redis.ErrClosed):
 		return fmt.Errorf("%w: %s %q", ErrClosed, op, key)
-	case ctx.Err() == nil && unreachable(err):
+	case ctxErr(ctx) == nil && unreachable(err):
 		return fmt.Errorf("%w: %s %q: %w", ErrUnavailable, op, key, err)
 	}
 	return fmt.Errorf("memory: %s %q: %w", op, key, err)

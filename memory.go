@@ -180,7 +180,20 @@ func contextTimeoutEnabled(client redis.UniversalClient) bool {
 // offline reports whether an operation under ctx met err because the server
 // cannot be reached, and not because ctx ended.
 func offline(ctx context.Context, err error) bool {
-	return ctx.Err() == nil && unreachable(err)
+	return ctxErr(ctx) == nil && unreachable(err)
+}
+
+// ctxErr returns why ctx ended, nil if it did not: its error, or
+// DeadlineExceeded once its deadline passed, which a socket deadline taken
+// from it may show before its own timer fires.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if deadline, ok := ctx.Deadline(); ok && !time.Now().Before(deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // open returns ErrClosed, naming op, once the Memory is closed.

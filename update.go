@@ -136,9 +136,9 @@ func (m *Memory) update(ctx context.Context, key string, change localChange) err
 		switch {
 		case err != nil && !isDecodeError(err) && m.unknown(ctx, err):
 			return queue(err, true)
-		case err != nil && attempt > 1 && ctx.Err() != nil:
+		case err != nil && attempt > 1 && ctxErr(ctx) != nil:
 			m.s.link.store.forget(key) // it may have applied
-			return fmt.Errorf("%w: update %q: %w", ErrConflict, key, ctx.Err())
+			return fmt.Errorf("%w: update %q: %w", ErrConflict, key, ctxErr(ctx))
 		case errors.Is(err, errUnchanged):
 			return nil
 		case err != nil:
@@ -168,8 +168,8 @@ func (m *Memory) update(ctx context.Context, key string, change localChange) err
 			switch {
 			case !isDecodeError(err) && m.unknown(ctx, err):
 				return queue(err, true)
-			case ctx.Err() != nil:
-				return fmt.Errorf("%w: update %q: %w", ErrConflict, key, ctx.Err())
+			case ctxErr(ctx) != nil:
+				return fmt.Errorf("%w: update %q: %w", ErrConflict, key, ctxErr(ctx))
 			}
 			return readError(ctx, "update", key, err)
 		}

@@ -145,7 +145,7 @@ func (m *Memory) edit(ctx context.Context, opName, key string, o op, local local
 // send applied.
 func again[R any](ctx context.Context, first, retry func() (R, error)) (R, error) {
 	r, err := first()
-	if err != nil && dropped(err) && ctx.Err() == nil {
+	if err != nil && dropped(err) && ctxErr(ctx) == nil {
 		return retry()
 	}
 	return r, err
