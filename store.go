@@ -262,9 +262,9 @@ func (s *store) found(key string, stored []byte, t ticket) (queued, crossed bool
 	if !changed && sl.queued == 0 {
 		if !sl.known || !equalBytes(sl.stored, stored) {
 			sl.expires = time.Time{}
+			s.change(sl)
 		}
 		sl.known, sl.current, sl.stored = true, true, stored
-		s.change(sl)
 	}
 	queued, crossed = sl.queued > 0, changed && t.queued
 	sh.drop(key, sl)

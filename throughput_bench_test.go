@@ -88,15 +88,7 @@ func BenchmarkThroughput(b *testing.B) {
 				if op.rawScript != nil {
 					variants = append(variants, op.rawScript)
 				}
-				// Each round starts with the next variant, so that none
-				// always runs after the same other one, in its garbage.
-				spent := make([]time.Duration, len(variants))
-				for round := 0; b.Loop(); round++ {
-					for j := range variants {
-						i := (round + j) % len(variants)
-						spent[i] += runConcurrently(b, goroutines, variants[i])
-					}
-				}
+				spent := runRounds(b, goroutines, variants...)
 				rounds := float64(b.N) * throughputOps
 				b.ReportMetric(rounds/spent[0].Seconds(), "plain-ops/s")
 				b.ReportMetric(rounds/spent[1].Seconds(), "pipelined-ops/s")
@@ -110,6 +102,21 @@ func BenchmarkThroughput(b *testing.B) {
 			})
 		}
 	}
+}
+
+// runRounds runs each of fns, as runConcurrently does, once per round until
+// b is done, and returns the time each took in all. Each round starts with
+// the next one, so that none always runs after the same other one, in its
+// garbage.
+func runRounds(b *testing.B, goroutines int, fns ...func() error) []time.Duration {
+	spent := make([]time.Duration, len(fns))
+	for round := 0; b.Loop(); round++ {
+		for j := range fns {
+			i := (round + j) % len(fns)
+			spent[i] += runConcurrently(b, goroutines, fns[i])
+		}
+	}
+	return spent
 }
 
 // runConcurrently runs fn throughputOps times from goroutines goroutines,
@@ -221,14 +228,7 @@ func BenchmarkFullDuplex(b *testing.B) {
 	}
 	for _, goroutines := range []int{64, 256} {
 		b.Run(fmt.Sprintf("goroutines=%d", goroutines), func(b *testing.B) {
-			pipeliners := []*redis.AutoPipeliner{half, full}
-			var spent [2]time.Duration
-			for round := 0; b.Loop(); round++ {
-				for j := range pipeliners {
-					i := (round + j) % len(pipeliners)
-					spent[i] += runConcurrently(b, goroutines, get(pipeliners[i]))
-				}
-			}
+			spent := runRounds(b, goroutines, get(half), get(full))
 			rounds := float64(b.N) * throughputOps
 			b.ReportMetric(rounds/spent[0].Seconds(), "half-duplex-ops/s")
 			b.ReportMetric(rounds/spent[1].Seconds(), "full-duplex-ops/s")

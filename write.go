@@ -36,10 +36,7 @@ func (m *Memory) enqueue(key string, w write, sendErr error) error {
 // if not nil, is then the hold's to call. It reports whether it queued one.
 func (m *Memory) hold(key string, err error, settle func()) bool {
 	var sending *sendingError
-	if !errors.As(err, &sending) {
-		return false
-	}
-	return m.s.link.enqueue(&entry{key: key, acct: m.s.acct, w: hold{settle}, sending: sending}) == nil
+	return errors.As(err, &sending) && m.enqueue(key, hold{settle}, err) == nil
 }
 
 // unknown reports whether err, met by a write under ctx, leaves its outcome
