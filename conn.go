@@ -27,6 +27,7 @@ type conn struct {
 	// writes whose key the queue holds while the pipeliner may still send
 	// them go there: see sendingError.
 	pipeWrites bool
+	puts       *batcher // nil: every put goes alone
 }
 
 // A pipeline shares round trips among the commands that the Memory values
@@ -52,10 +53,13 @@ type pipeline struct {
 }
 
 // A sendingError is the error of a command whose context ended while the
-// pipeliner still had it: the pipeliner may send it yet, or may have.
+// pipeliner, or a batcher, still had it: it may be sent yet, or may have
+// been.
 type sendingError struct {
-	err    error // the context's
-	future redis.AutoFuture
+	err  error // the context's
+	send interface {
+		WaitContext(context.Context) error // returns once the send is done
+	}
 }
 
 func (e *sendingError) Error() string { return e.err.Error() }
@@ -64,7 +68,7 @@ func (e *sendingError) Unwrap() error { return e.err }
 // done returns once the pipeliner is done with the command, which it will
 // not send after that, or ctx ends, whose error it then returns.
 func (e *sendingError) done(ctx context.Context) error {
-	_ = e.future.WaitContext(ctx)
+	_ = e.send.WaitContext(ctx)
 	return ctx.Err()
 }
 
@@ -152,7 +156,7 @@ func (c *conn) send(ctx context.Context, cmd redis.Cmder, pipelined bool) error 
 	}
 	f := p.ap.Submit(ctx, cmd)
 	if err := f.WaitContext(ctx); err != nil && err == ctx.Err() {
-		return &sendingError{err: err, future: f}
+		return &sendingError{err: err, send: f}
 	}
 	return cmd.Err()
 }

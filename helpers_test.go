@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,4 +182,27 @@ func aclUser(t *testing.T, addr string) string {
 	}
 	require.NoError(t, admin.Do(ctx, "ACL", "SAVE").Err(), "the user comes back with a restart")
 	return "suite:pw-suite@"
+}
+
+// A batchCounter counts the batches of puts that a client sends, and the
+// puts in them.
+type batchCounter struct{ calls, puts atomic.Int64 }
+
+func (h *batchCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *batchCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		if len(args) > 3 && (cmd.Name() == "evalsha" || cmd.Name() == "eval") {
+			if keys, ok := args[2].(int); ok && len(args) > 3+keys && args[3+keys] == "puts" {
+				h.calls.Add(1)
+				h.puts.Add(int64(keys))
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *batchCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }

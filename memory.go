@@ -133,6 +133,9 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 	s.writer = s.conn
 	if s.conn.pipe != nil && s.queue {
 		s.writer = &conn{client: s.client, clock: s.conn.clock, pipe: s.conn.pipe, pipeWrites: true}
+		if _, single := s.client.(*redis.Client); single {
+			s.writer.puts = newBatcher(s.conn) // a cluster's keys of one call would share a slot
+		}
 	}
 	if c.cache > 0 {
 		s.link.store.allowFresh(c.cache)
@@ -575,6 +578,9 @@ func (m *Memory) Close() error {
 		}
 	}
 	err = errors.Join(err, m.s.acct.reportDrops())
+	if m.s.writer.puts != nil {
+		m.s.writer.puts.wait()
+	}
 	wait := m.s.link.release()
 	if m.s.ownsClient {
 		err = errors.Join(err, m.s.client.Close())

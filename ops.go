@@ -90,16 +90,21 @@ func (o *op) resend(ctx context.Context, c *conn, key string) (opReply, error) {
 }
 
 func (o *op) argv() []any {
-	ttl := "-1" // none
-	if o.ttl >= 0 {
-		ttl = strconv.FormatInt(max(o.ttl.Milliseconds(), min(int64(o.ttl), 1)), 10) // 0 keeps the key's
-	}
 	id := o.id.String()
 	if o.resent {
 		id += "!"
 	}
 	return append([]any{o.name, id, strconv.FormatUint(o.low, 10),
-		strconv.FormatInt(o.stamp, 10), ttl}, o.args...)
+		strconv.FormatInt(o.stamp, 10), o.ttlArg()}, o.args...)
+}
+
+// ttlArg returns o's TTL as the script takes it: milliseconds, "0" to keep
+// the key's, "-1" for none.
+func (o *op) ttlArg() string {
+	if o.ttl < 0 {
+		return "-1"
+	}
+	return strconv.FormatInt(max(o.ttl.Milliseconds(), min(int64(o.ttl), 1)), 10)
 }
 
 func (o *op) reply(key string, cmd *redis.Cmd) (opReply, error) {

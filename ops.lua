@@ -1,5 +1,6 @@
 -- The server-side operations of github.com/redis-memory/memory: one script,
--- loaded once, that applies a change to one key atomically and exactly once.
+-- loaded once, that applies a change to one key atomically and exactly once
+-- (puts, many last-writer-wins writes, one to each of its keys).
 --
 -- KEYS[1] is the key. ARGV[1] names the operation; ARGV[2] is its identity,
 -- "writer.seq", followed by "!" when an earlier send of it may have applied
@@ -109,14 +110,19 @@ local function strlen()
 	return len
 end
 
-local function set(s)
-	if ttl == '0' then
-		redis.call('SET', key, s, 'KEEPTTL')
-	elseif ttl == '-1' then
-		redis.call('SET', key, s)
+-- setKey stores s at k, giving k the TTL t, in ARGV[5]'s terms.
+local function setKey(k, s, t)
+	if t == '0' then
+		redis.call('SET', k, s, 'KEEPTTL')
+	elseif t == '-1' then
+		redis.call('SET', k, s)
 	else
-		redis.call('SET', key, s, 'PX', ttl)
+		redis.call('SET', k, s, 'PX', t)
 	end
+end
+
+local function set(s)
+	setKey(key, s, ttl)
 end
 
 -- stampOf returns the last_modified that ends s, an envelope: "0" for a
@@ -142,34 +148,47 @@ local function held()
 end
 
 -- put, which every Set and Delete is, runs before the rest of the script
--- is made, which it does not need. ARGV[6]: the string to store, "" to
--- delete the key; unless the key holds a strictly newer last_modified, or
--- is a log whose last element does. A key of another type is replaced, as
--- SET replaces it. Replies 1 when it changed the key, 2 when the key held
--- its value already (a delete: had none), 0 when it left a newer one.
+-- is made, which it does not need. It stores value at k, "" to delete k,
+-- with the TTL t; unless k holds a strictly newer last_modified than
+-- stamp, or is a log whose last element does. A key of another type is
+-- replaced, as SET replaces it. Replies 1 when it changed the key, 2 when
+-- the key held its value already (a delete: had none), 0 when it left a
+-- newer one. It reads the key's last bytes alone, and the whole string only
+-- when those are value's.
+local function put(k, stamp, t, value)
+	local n, tail = nil, redis.pcall('GETRANGE', k, -64, -1)
+	if type(tail) ~= 'string' then -- of another type
+		tail = ''
+		local last = redis.pcall('LINDEX', k, -1)
+		if type(last) == 'string' then
+			n = stampOf(last)
+		end
+	elseif tail ~= '' then
+		n = stampOf(tail)
+	end
+	if n and greater(n, stamp) then
+		return 0
+	elseif value == '' then
+		return redis.call('DEL', k) == 1 and 1 or 2
+	elseif tail ~= '' and string.sub(value, -#tail) == tail and redis.call('GET', k) == value then
+		return 2
+	end
+	setKey(k, value, t)
+	return 1
+end
+
+-- puts is the puts of concurrent callers in one call: KEYS are their keys;
+-- ARGV[6] and on, three for each, its stamp, TTL and value. Replies with
+-- each one's reply, in order, a refusal as an error reply.
 if op == 'put' then
-	return finish(pcall(function()
-		local value, n = ARGV[6], nil
-		local len = redis.pcall('STRLEN', key)
-		if type(len) ~= 'number' then
-			len = -1 -- of another type
-			local last = redis.pcall('LINDEX', key, -1)
-			if type(last) == 'string' then
-				n = stampOf(last)
-			end
-		elseif len > 0 then
-			n = lastModified()
-		end
-		if n and greater(n, stamp) then
-			return 0
-		elseif value == '' then
-			return redis.call('DEL', key) == 1 and 1 or 2
-		elseif len == #value and redis.call('GET', key) == value then
-			return 2
-		end
-		set(value)
-		return 1
-	end))
+	return finish(pcall(put, key, stamp, ttl, ARGV[6]))
+elseif op == 'puts' then
+	local replies = {}
+	for i, k in ipairs(KEYS) do
+		local j = 3 * i + 3
+		replies[i] = finish(pcall(put, k, ARGV[j], ARGV[j + 1], ARGV[j + 2]))
+	end
+	return replies
 end
 
 -- json returns the functions that scan JSON text, made only by the

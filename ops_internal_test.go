@@ -37,6 +37,11 @@ func scriptServers(t *testing.T, fn func(t *testing.T, c *conn, raw *redis.Clien
 var recordTimes = regexp.MustCompile(`(\w+\.\d+)\.\d+`)
 
 func TestOpsScript(t *testing.T) {
+	// long returns an envelope longer than the end of it that put reads
+	// first, which begins with head.
+	long := func(head string) string {
+		return `{"value": "` + head + strings.Repeat("x", 100) + `", "last_modified": 5}`
+	}
 	const (
 		ours   = `{"value": [1,"a"], "ops": "other.7.NOW", "last_modified": 5}`
 		python = `{"value": [1, "a"], "last_modified": 5}`
@@ -202,6 +207,12 @@ func TestOpsScript(t *testing.T) {
 		{name: "put older", stored: python, op: op{name: "put", stamp: 4, args: []any{`{"value": 9, "last_modified": 4}`}},
 			want: "=", outcome: conflicted},
 		{name: "put unchanged", stored: python, op: op{name: "put", stamp: 5, args: []any{python}},
+			want: "=", outcome: duplicate},
+		{name: "put of another value as long", stored: python, op: op{name: "put", stamp: 5, args: []any{`{"value": [1, "b"], "last_modified": 5}`}},
+			want: `{"value": [1, "b"], "last_modified": 5}`, outcome: applied},
+		{name: "put of another value with the same end", stored: long("a"), op: op{name: "put", stamp: 5, args: []any{long("b")}},
+			want: long("b"), outcome: applied},
+		{name: "put unchanged, long", stored: long("a"), op: op{name: "put", stamp: 5, args: []any{long("a")}},
 			want: "=", outcome: duplicate},
 		{name: "put delete", stored: python, op: op{name: "put", stamp: 5, args: []any{""}},
 			want: "", outcome: applied},

@@ -2,12 +2,14 @@ package memory_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/redis-memory/memory"
@@ -29,39 +31,26 @@ const (
 // TestFaultPipelinedWrites runs 32 goroutines over one Memory with
 // auto-pipelining, each appending to a list of its own, setting a name of
 // its own and incrementing a shared counter, while replies are lost, the
-// link is a black hole or the server is frozen. Every acknowledged write
-// applies once and in order: no append lost, repeated or out of order, each
-// name holds its writer's last Set, and the counter counts every
-// acknowledged Incr, and at most those that may have applied besides.
+// link is a black hole, the server is frozen or killed and restarted. Every
+// acknowledged write applies once and in order: no append lost, repeated
+// or out of order, each name holds its writer's last Set, and the counter
+// counts every acknowledged Incr, and at most those that may have applied
+// besides.
 func TestFaultPipelinedWrites(t *testing.T) {
+	after := pipeN * pipePace / 4
 	for _, tt := range []struct {
-		name   string
-		pace   time.Duration
-		strike func(srv *redisserver.Server, proxy *faultproxy.Proxy, done <-chan struct{}) int
+		name       string
+		pace       time.Duration
+		serverArgs []string
+		strike     pipeStrike
 	}{
-		{"lost replies", 0, func(_ *redisserver.Server, proxy *faultproxy.Proxy, done <-chan struct{}) int {
-			proxy.ResetEveryReply(25)
-			<-done
-			proxy.ResetEveryReply(0)
-			return proxy.Stats().RepliesReset
-		}},
-		{"black hole", pipePace, func(_ *redisserver.Server, proxy *faultproxy.Proxy, done <-chan struct{}) int {
-			time.Sleep(pipeN * pipePace / 4)
-			proxy.Blackhole(true)
-			time.Sleep(time.Second)
-			proxy.Blackhole(false)
-			return int(proxy.Stats().BlackholedBytes)
-		}},
-		{"frozen server", pipePace, func(srv *redisserver.Server, _ *faultproxy.Proxy, done <-chan struct{}) int {
-			time.Sleep(pipeN * pipePace / 4)
-			srv.Freeze()
-			time.Sleep(time.Second)
-			srv.Thaw()
-			return 1
-		}},
+		{"lost replies", 0, nil, lostReplies(25)},
+		{"black hole", pipePace, nil, blackHoleAfter(after)},
+		{"frozen server", pipePace, nil, freezeAfter(after)},
+		{"kill -9 and restart", pipePace, persisted, killAfter(after)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := redisserver.Start(t)
+			srv := redisserver.Start(t, tt.serverArgs...)
 			proxy := faultproxy.Start(t, srv.Addr)
 			m := faultMemory(t, faultClient(t, proxy.Addr()), memory.WithAutoPipeline(true))
 			tctx := t.Context()
@@ -198,4 +187,195 @@ func TestFaultPipelineHoldQueueFull(t *testing.T) {
 	got, err := list.All(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []string{"first", "second"}, got)
+}
+
+// TestFaultBatchedSets runs 48 goroutines of Sets over one Memory with
+// auto-pipelining, whose concurrent puts go to the server in batches, while
+// replies are lost, the link is a black hole, a batch is held back until
+// after its puts were sent again, the server is frozen or killed and
+// restarted. Each goroutine sets a name of its own to 0, 1, 2
+// and so on, and half of them delete it at the end. A poller reading the
+// names straight from the server throughout never sees one go back to an
+// older value, as a copy of a batch sent late would make it; once Close
+// delivered the queue, each name holds its writer's last write.
+func TestFaultBatchedSets(t *testing.T) {
+	const (
+		writers = 48
+		n       = 150
+		pace    = 10 * time.Millisecond
+	)
+	after := n * pace / 4
+	for _, tt := range []struct {
+		name       string
+		serverArgs []string
+		strike     pipeStrike
+	}{
+		{"lost replies", nil, lostReplies(25)},
+		{"black hole", nil, blackHoleAfter(after)},
+		{"frozen server", nil, freezeAfter(after)},
+		{"a batch sent late", nil, func(_ *redisserver.Server, proxy *faultproxy.Proxy, done <-chan struct{}) int {
+			time.Sleep(after)
+			proxy.DelayNext([]byte("puts"), 3*faultTimeout) // after its puts were sent again, and newer ones
+			for proxy.Stats().Delayed == 0 {
+				select {
+				case <-done:
+					return 0
+				case <-time.After(time.Millisecond):
+				}
+			}
+			return 1
+		}},
+		{"kill -9 and restart", persisted, killAfter(after)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := redisserver.Start(t, tt.serverArgs...)
+			proxy := faultproxy.Start(t, srv.Addr)
+			client := faultClient(t, proxy.Addr())
+			batches := &batchCounter{}
+			client.AddHook(batches)
+			m := faultMemory(t, client, memory.WithAutoPipeline(true))
+			raw := adminClient(t, srv.Addr)
+			tctx := t.Context()
+			names := make([]string, writers)
+			for w := range names {
+				names[w] = faultPrefix + fmt.Sprint("set", w)
+			}
+
+			done := make(chan struct{})
+			struck := make(chan int, 1)
+			go func() { struck <- tt.strike(srv, proxy, done) }()
+			regressions := make(chan []string, 1)
+			go func() { regressions <- pollMonotonic(raw, names, done) }()
+
+			errs := make([][]error, writers)
+			start := time.Now()
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Go(func() {
+					name := fmt.Sprint("set", w)
+					for i := range n {
+						time.Sleep(time.Until(start.Add(time.Duration(i) * pace)))
+						if err := m.Set(tctx, name, i); err != nil {
+							errs[w] = append(errs[w], err)
+						}
+					}
+					if w%2 == 0 {
+						if err := m.Delete(tctx, name); err != nil {
+							errs[w] = append(errs[w], err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(done)
+			faults := <-struck
+			require.NoError(t, m.Close(), "the server is back: Close delivers the queue")
+
+			for w := range writers {
+				require.Empty(t, errs[w], "writer %d: errors with the queue on", w)
+				if w%2 == 0 {
+					require.Zero(t, raw.Exists(ctx, names[w]).Val(), "writer %d's Delete, its last write", w)
+				} else {
+					require.JSONEq(t, fmt.Sprint(n-1), storedValue(t, raw, names[w]), "writer %d's last Set", w)
+				}
+			}
+			t.Logf("%s: fault %d; batches %d of %d puts", tt.name, faults, batches.calls.Load(), batches.puts.Load())
+			require.Positive(t, faults, "the fault struck")
+			require.Positive(t, batches.calls.Load(), "puts went in batches")
+			require.Empty(t, <-regressions, "no name went back to an older value")
+		})
+	}
+}
+
+// A pipeStrike strikes a fault, at the server or at the proxy in front of
+// it, while writers run until done, and returns how much it struck.
+type pipeStrike func(srv *redisserver.Server, proxy *faultproxy.Proxy, done <-chan struct{}) int
+
+// persisted are the arguments of a server whose data outlives kill -9.
+var persisted = []string{"--appendonly", "yes", "--appendfsync", "always"}
+
+// lostReplies resets the connection instead of every nth reply, until
+// done, and returns how many it reset.
+func lostReplies(nth int) pipeStrike {
+	return func(_ *redisserver.Server, proxy *faultproxy.Proxy, done <-chan struct{}) int {
+		proxy.ResetEveryReply(nth)
+		<-done
+		proxy.ResetEveryReply(0)
+		return proxy.Stats().RepliesReset
+	}
+}
+
+// blackHoleAfter makes the link a black hole for a second, after d, and
+// returns how many bytes it swallowed.
+func blackHoleAfter(d time.Duration) pipeStrike {
+	return func(_ *redisserver.Server, proxy *faultproxy.Proxy, _ <-chan struct{}) int {
+		time.Sleep(d)
+		proxy.Blackhole(true)
+		time.Sleep(time.Second)
+		proxy.Blackhole(false)
+		return int(proxy.Stats().BlackholedBytes)
+	}
+}
+
+// freezeAfter freezes the server for a second, after d.
+func freezeAfter(d time.Duration) pipeStrike {
+	return func(srv *redisserver.Server, _ *faultproxy.Proxy, _ <-chan struct{}) int {
+		time.Sleep(d)
+		srv.Freeze()
+		time.Sleep(time.Second)
+		srv.Thaw()
+		return 1
+	}
+}
+
+// killAfter kills the server (kill -9) after d, and starts it again 300ms
+// later.
+func killAfter(d time.Duration) pipeStrike {
+	return func(srv *redisserver.Server, _ *faultproxy.Proxy, _ <-chan struct{}) int {
+		time.Sleep(d)
+		srv.Stop()
+		time.Sleep(300 * time.Millisecond)
+		srv.Restart()
+		return 1
+	}
+}
+
+// pollMonotonic reads the integers stored at keys, straight from the
+// server, until done, and returns a line for each time one held less than
+// it was seen to hold before, once for each value it went back to. Reads
+// that fail, the server being down, are
+// left out.
+func pollMonotonic(raw *redis.Client, keys []string, done <-chan struct{}) []string {
+	seen := make([]int, len(keys)) // the most each held
+	last := make([]int, len(keys)) // what each held at the last read
+	for i := range seen {
+		seen[i], last[i] = -1, -1
+	}
+	var regressions []string
+	for {
+		select {
+		case <-done:
+			return regressions
+		case <-time.After(2 * time.Millisecond):
+		}
+		values, err := raw.MGet(context.Background(), keys...).Result()
+		if err != nil {
+			continue
+		}
+		for i, v := range values {
+			s, ok := v.(string)
+			if !ok {
+				continue // absent: not written yet, or deleted at the end
+			}
+			var env struct{ Value int }
+			if err := json.Unmarshal([]byte(s), &env); err != nil {
+				regressions = append(regressions, fmt.Sprintf("%s: %q: %v", keys[i], s, err))
+				continue
+			}
+			if env.Value < seen[i] && env.Value != last[i] {
+				regressions = append(regressions, fmt.Sprintf("%s: %d after %d", keys[i], env.Value, seen[i]))
+			}
+			seen[i], last[i] = max(seen[i], env.Value), env.Value
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -82,4 +83,68 @@ func TestAutoPipelineRing(t *testing.T) {
 	_, err := memory.New(ctx, memory.WithClient(ring), memory.WithAutoPipeline(true))
 	require.ErrorContains(t, err, "WithAutoPipeline")
 	require.ErrorContains(t, err, "*redis.Ring")
+}
+
+// TestBatchedPuts runs 64 goroutines of Sets and Deletes through a Memory
+// with auto-pipelining and a default TTL, whose concurrent puts go to the
+// server in batches: each name holds its goroutine's last write, with the
+// TTL; a name first held by a hash is replaced; a name holding a value newer
+// than every Set keeps it; and Close stops the batches' goroutines.
+func TestBatchedPuts(t *testing.T) {
+	srv := redisserver.Start(t)
+	client := rawClient(t, srv.Addr)
+	batches := &batchCounter{}
+	client.AddHook(batches)
+	require.NoError(t, client.HSet(ctx, "batch:g0", "f", "v").Err())
+	future := fmt.Sprintf(`{"value": "future", "last_modified": %d}`, time.Now().Add(time.Hour).UnixNano())
+	require.NoError(t, client.Set(ctx, "batch:newer", future, 0).Err())
+	before := goroutines()
+	m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("batch:"),
+		memory.WithAutoPipeline(true), memory.WithDefaultTTL(time.Hour))
+	require.NoError(t, err)
+
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 64 {
+		wg.Go(func() {
+			name := fmt.Sprint("g", g)
+			for i := range n {
+				if err := m.Set(ctx, name, i); err != nil {
+					errs <- err
+					return
+				}
+				if err := m.Set(ctx, "newer", g); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if g%2 == 1 {
+				if err := m.Delete(ctx, name); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.NoError(t, m.Close())
+	requireGoroutines(t, before)
+
+	t.Logf("batches %d of %d puts", batches.calls.Load(), batches.puts.Load())
+	require.Positive(t, batches.calls.Load(), "puts went in batches")
+	for g := range 64 {
+		key := fmt.Sprint("batch:g", g)
+		if g%2 == 1 {
+			require.Zero(t, client.Exists(ctx, key).Val(), "%s: deleted last", key)
+			continue
+		}
+		require.JSONEq(t, fmt.Sprint(n-1), storedValue(t, client, key), "%s: its last Set", key)
+		ttl := client.PTTL(ctx, key).Val()
+		require.True(t, ttl > 0 && ttl <= time.Hour, "%s: PTTL %v, the default TTL", key, ttl)
+	}
+	require.Equal(t, future, client.Get(ctx, "batch:newer").Val(), "no Set was newer")
 }

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,10 +17,6 @@ import (
 	"github.com/redis-memory/memory"
 	"github.com/redis-memory/memory/internal/redisserver"
 )
-
-// throughputOps is how many operations each variant runs per round of
-// BenchmarkThroughput, spread over its goroutines.
-const throughputOps = 20_000
 
 // BenchmarkThroughput runs Set and Get from 1, 64 and 256 goroutines at
 // once, in paired rounds: a Memory without auto-pipelining, one with it,
@@ -88,16 +86,15 @@ func BenchmarkThroughput(b *testing.B) {
 				if op.rawScript != nil {
 					variants = append(variants, op.rawScript)
 				}
-				spent := runRounds(b, goroutines, variants...)
-				rounds := float64(b.N) * throughputOps
-				b.ReportMetric(rounds/spent[0].Seconds(), "plain-ops/s")
-				b.ReportMetric(rounds/spent[1].Seconds(), "pipelined-ops/s")
-				b.ReportMetric(rounds/spent[2].Seconds(), "raw-pipelined-ops/s")
-				b.ReportMetric(float64(spent[0])/float64(spent[1]), "pipelined/plain-speedup")
-				b.ReportMetric(float64(spent[1])/float64(spent[2]), "pipelined/raw-time")
+				rates := runRounds(b, goroutines, variants...)
+				b.ReportMetric(rates[0], "plain-ops/s")
+				b.ReportMetric(rates[1], "pipelined-ops/s")
+				b.ReportMetric(rates[2], "raw-pipelined-ops/s")
+				b.ReportMetric(rates[1]/rates[0], "pipelined/plain-speedup")
+				b.ReportMetric(rates[2]/rates[1], "pipelined/raw-time")
 				if op.rawScript != nil {
-					b.ReportMetric(rounds/spent[3].Seconds(), "raw-script-ops/s")
-					b.ReportMetric(float64(spent[1])/float64(spent[3]), "pipelined/raw-script-time")
+					b.ReportMetric(rates[3], "raw-script-ops/s")
+					b.ReportMetric(rates[3]/rates[1], "pipelined/raw-script-time")
 				}
 			})
 		}
@@ -105,43 +102,56 @@ func BenchmarkThroughput(b *testing.B) {
 }
 
 // runRounds runs each of fns, as runConcurrently does, once per round until
-// b is done, and returns the time each took in all. Each round starts with
-// the next one, so that none always runs after the same other one, in its
-// garbage.
-func runRounds(b *testing.B, goroutines int, fns ...func() error) []time.Duration {
-	spent := make([]time.Duration, len(fns))
+// b is done, and returns each one's operations per second over all rounds.
+// Each round starts with the next one, so that none always runs after the
+// same other one, in its garbage.
+func runRounds(b *testing.B, goroutines int, fns ...func() error) []float64 {
+	ops := make([]int64, len(fns))
+	var spent time.Duration
 	for round := 0; b.Loop(); round++ {
 		for j := range fns {
 			i := (round + j) % len(fns)
-			spent[i] += runConcurrently(b, goroutines, fns[i])
+			runtime.GC()
+			ops[i] += runConcurrently(b, goroutines, fns[i])
 		}
+		spent += roundTime
 	}
-	return spent
+	rates := make([]float64, len(fns))
+	for i, n := range ops {
+		rates[i] = float64(n) / spent.Seconds()
+	}
+	return rates
 }
 
-// runConcurrently runs fn throughputOps times from goroutines goroutines,
-// and returns how long it took.
-func runConcurrently(b *testing.B, goroutines int, fn func() error) time.Duration {
+// roundTime is how long each variant runs in each round of runRounds: long
+// enough that the start and the end of a round, when not every goroutine
+// has a call in flight, weigh little.
+const roundTime = 250 * time.Millisecond
+
+// runConcurrently calls fn from goroutines goroutines, each call after the
+// last, for roundTime, and returns how many calls it made.
+func runConcurrently(b *testing.B, goroutines int, fn func() error) int64 {
 	var wg sync.WaitGroup
+	var calls atomic.Int64
 	errs := make(chan error, goroutines)
-	start := time.Now()
-	for g := range goroutines {
+	stop := time.Now().Add(roundTime)
+	for range goroutines {
 		wg.Go(func() {
-			for i := g; i < throughputOps; i += goroutines {
+			for time.Now().Before(stop) {
 				if err := fn(); err != nil {
 					errs <- err
 					return
 				}
+				calls.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
 	close(errs)
 	for err := range errs {
 		b.Fatal(err)
 	}
-	return elapsed
+	return calls.Load()
 }
 
 // benchNew returns a Memory of opts, closed when the benchmark ends.
@@ -228,11 +238,10 @@ func BenchmarkFullDuplex(b *testing.B) {
 	}
 	for _, goroutines := range []int{64, 256} {
 		b.Run(fmt.Sprintf("goroutines=%d", goroutines), func(b *testing.B) {
-			spent := runRounds(b, goroutines, get(half), get(full))
-			rounds := float64(b.N) * throughputOps
-			b.ReportMetric(rounds/spent[0].Seconds(), "half-duplex-ops/s")
-			b.ReportMetric(rounds/spent[1].Seconds(), "full-duplex-ops/s")
-			b.ReportMetric(float64(spent[0])/float64(spent[1]), "full/half-speedup")
+			rates := runRounds(b, goroutines, get(half), get(full))
+			b.ReportMetric(rates[0], "half-duplex-ops/s")
+			b.ReportMetric(rates[1], "full-duplex-ops/s")
+			b.ReportMetric(rates[1]/rates[0], "full/half-speedup")
 		})
 	}
 }

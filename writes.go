@@ -21,6 +21,9 @@ type put struct {
 // held p's value already.
 func (p *put) send(ctx context.Context, c *conn, key string) (opReply, error) {
 	o := op{name: "put", stamp: p.stamp, ttl: p.ttl, args: []any{p.value}}
+	if c.puts != nil {
+		return c.puts.put(ctx, c, key, &o)
+	}
 	return o.run(ctx, c, key)
 }
 

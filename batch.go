@@ -1,0 +1,125 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// batchSlots is how many sends of puts a batcher has in flight at most,
+// lone puts and batches: while one batch is on its way, the next fills.
+const batchSlots = 2
+
+// batchBytes bounds the values of one batch, about: a put that finds the
+// open batch holding more starts the next one.
+const batchBytes = 128 << 10
+
+// A batcher sends the puts that callers make at once, the Sets and Deletes
+// of many goroutines, as one call of the script. A call of the script costs
+// the server several times what the put it runs does (docs/performance.md):
+// under many goroutines, the server runs one call per batch rather than one
+// per put. A put made while fewer than batchSlots sends are in flight goes
+// alone, so that a lone caller waits for no one.
+//
+// A batch is sent by a goroutine of its own, on a context of its own: a
+// caller whose context ends while its put waits in a batch is told so with
+// a *sendingError, as the pipeliner's are, whose send is the batch's.
+type batcher struct {
+	conn    *conn         // sends the batches, alone
+	slots   chan struct{} // a token per send in flight
+	mu      sync.Mutex    // guards open
+	open    *batch        // the batch that puts join, waiting for a slot
+	flushes sync.WaitGroup
+}
+
+func newBatcher(c *conn) *batcher {
+	return &batcher{conn: c, slots: make(chan struct{}, batchSlots)}
+}
+
+// A batch is the puts that one call of the script applies, in order.
+type batch struct {
+	keys  []string
+	args  []any // three for each put: stamp, TTL, value
+	bytes int   // of the values
+	done  chan struct{}
+	// Set before done is closed:
+	replies []any
+	err     error
+}
+
+// put sends o, a put, on key, over c when it goes alone, and returns its
+// reply.
+func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply, error) {
+	select {
+	case b.slots <- struct{}{}:
+		defer func() { <-b.slots }()
+		return o.run(ctx, c, key)
+	default:
+	}
+	value := o.args[0].([]byte)
+	b.mu.Lock()
+	bt := b.open
+	if bt == nil || bt.bytes >= batchBytes {
+		bt = &batch{done: make(chan struct{})}
+		b.open = bt
+		b.flushes.Add(1)
+		go b.flush(bt)
+	}
+	i := len(bt.keys)
+	bt.keys = append(bt.keys, key)
+	bt.args = append(bt.args, strconv.FormatInt(o.stamp, 10), o.ttlArg(), value)
+	bt.bytes += len(value)
+	b.mu.Unlock()
+	ctx = c.clock.bound(ctx)
+	select {
+	case <-bt.done:
+	case <-ctx.Done():
+		return opReply{}, &sendingError{err: ctx.Err(), send: bt}
+	}
+	cmd := redis.NewCmd(ctx)
+	switch {
+	case bt.err != nil:
+		cmd.SetErr(bt.err)
+	case i >= len(bt.replies):
+		cmd.SetErr(fmt.Errorf("memory: a batch of %d puts had %d replies", len(bt.keys), len(bt.replies)))
+	default:
+		if err, ok := bt.replies[i].(error); ok {
+			cmd.SetErr(err)
+		} else {
+			cmd.SetVal(bt.replies[i])
+		}
+	}
+	return o.reply(key, cmd)
+}
+
+// flush sends bt once a slot is free, and closes it to later puts then.
+func (b *batcher) flush(bt *batch) {
+	defer b.flushes.Done()
+	b.slots <- struct{}{}
+	defer func() { <-b.slots }()
+	b.mu.Lock()
+	if b.open == bt {
+		b.open = nil
+	}
+	b.mu.Unlock()
+	args := append([]any{"puts", "", "0", "0", "0"}, bt.args...)
+	bt.replies, bt.err = b.conn.run(context.Background(), opsScript, bt.keys, args...).Slice()
+	close(bt.done)
+}
+
+// WaitContext returns once bt's send is done, or ctx ends, whose error it
+// then returns.
+func (bt *batch) WaitContext(ctx context.Context) error {
+	select {
+	case <-bt.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// wait returns once no batch is under way.
+func (b *batcher) wait() { b.flushes.Wait() }
