@@ -438,9 +438,9 @@ func (m *Memory) Scope(part string) (*Memory, error) {
 // Pending returns how many entries the Memory and its scopes have in the
 // queue: one per name for Set, Delete and Expire, whose queued writes to a
 // name merge, and one per queued operation otherwise. With WithAutoPipeline,
-// a write whose caller's context ended while the pipeliner still held it
-// counts too, as a hold that the later writes to its name wait behind, until
-// the queue finds the pipeliner done with it; while the server is lost,
+// a write whose caller's context ended while the pipeliner, or a batch of
+// Sets, still held it counts too, as a hold that the later writes to its
+// name wait behind, until the queue finds it sent; while the server is lost,
 // until it is back. Close counts a hold left among the writes it did not
 // deliver.
 func (m *Memory) Pending() int {

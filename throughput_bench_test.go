@@ -46,20 +46,6 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 		return ap.Set(ctx, "memory:bench", data, 0).Err()
 	}
-	// rawPut is a Set's own command: the last-writer-wins script that the
-	// Memory runs, run raw over the same pipeliner.
-	sha, err := client.ScriptLoad(ctx, memory.OpsLua).Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	rawPut := func() error {
-		stamp := time.Now().UnixNano()
-		data, err := json.Marshal(rawEnvelope{benchValue, stamp})
-		if err != nil {
-			return err
-		}
-		return ap.EvalSha(ctx, sha, []string{"memory:bench"}, "put", "", 0, stamp, -1, data).Err()
-	}
 	rawGet := func() error {
 		data, err := ap.Get(ctx, "memory:bench").Bytes()
 		if err != nil {
@@ -77,7 +63,7 @@ func BenchmarkThroughput(b *testing.B) {
 		plain, pipe, raw func() error
 		rawScript        func() error // nil: raw is the same command
 	}{
-		{"set", set(plain), set(pipelined), rawSet, rawPut},
+		{"set", set(plain), set(pipelined), rawSet, rawPut(b, ap)},
 		{"get", get(plain), get(pipelined), rawGet, nil},
 	} {
 		for _, goroutines := range []int{1, 64, 256} {
@@ -103,14 +89,17 @@ func BenchmarkThroughput(b *testing.B) {
 
 // runRounds runs each of fns, as runConcurrently does, once per round until
 // b is done, and returns each one's operations per second over all rounds.
-// Each round starts with the next one, so that none always runs after the
-// same other one, in its garbage.
+// Each variant runs after a collection, so that none runs in another's
+// garbage; rounds go in turn forward and backward, each pair starting with
+// the next variant, so that none always runs after the same other one.
 func runRounds(b *testing.B, goroutines int, fns ...func() error) []float64 {
-	ops := make([]int64, len(fns))
+	n := len(fns)
+	ops := make([]int64, n)
 	var spent time.Duration
 	for round := 0; b.Loop(); round++ {
-		for j := range fns {
-			i := (round + j) % len(fns)
+		step := 1 - 2*(round%2) // forward, then backward
+		for j := range n {
+			i := ((round/2+step*j)%n + n) % n
 			runtime.GC()
 			ops[i] += runConcurrently(b, goroutines, fns[i])
 		}
