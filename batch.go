@@ -13,8 +13,8 @@ import (
 // lone puts and batches: while one batch is on its way, the next fills.
 const batchSlots = 2
 
-// batchBytes bounds the values of one batch, about: a put that finds the
-// open batch holding more starts the next one.
+// batchBytes bounds the keys and values of one batch, about: a put that
+// finds the open batch holding more starts the next one.
 const batchBytes = 128 << 10
 
 // A batcher sends the puts that callers make at once, the Sets and Deletes
@@ -24,14 +24,16 @@ const batchBytes = 128 << 10
 // per put. A put made while fewer than batchSlots sends are in flight goes
 // alone, so that a lone caller waits for no one.
 //
-// A batch is sent by a goroutine of its own, on a context of its own: a
+// A batch is sent by a goroutine of its own, on a context of its own, over
+// the pipeliner's client, whose socket timeouts are the Memory's timeout: a
 // caller whose context ends while its put waits in a batch is told so with
 // a *sendingError, as the pipeliner's are, whose send is the batch's.
 type batcher struct {
 	conn    *conn         // sends the batches, alone
 	slots   chan struct{} // a token per send in flight
-	mu      sync.Mutex    // guards open
+	mu      sync.Mutex    // guards open, closed and flushes' count
 	open    *batch        // the batch that puts join, waiting for a slot
+	closed  bool          // by wait: puts go alone
 	flushes sync.WaitGroup
 }
 
@@ -43,7 +45,7 @@ func newBatcher(c *conn) *batcher {
 type batch struct {
 	keys  []string
 	args  []any // three for each put: stamp, TTL, value
-	bytes int   // of the values
+	bytes int   // of the keys and values
 	done  chan struct{}
 	// Set before done is closed:
 	replies []any
@@ -53,6 +55,9 @@ type batch struct {
 // put sends o, a put, on key, over c when it goes alone, and returns its
 // reply.
 func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply, error) {
+	if err := ctxErr(ctx); err != nil {
+		return opReply{}, err // not sent
+	}
 	select {
 	case b.slots <- struct{}{}:
 		defer func() { <-b.slots }()
@@ -61,6 +66,10 @@ func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply,
 	}
 	value := o.args[0].([]byte)
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return o.run(ctx, c, key)
+	}
 	bt := b.open
 	if bt == nil || bt.bytes >= batchBytes {
 		bt = &batch{done: make(chan struct{})}
@@ -71,7 +80,7 @@ func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply,
 	i := len(bt.keys)
 	bt.keys = append(bt.keys, key)
 	bt.args = append(bt.args, strconv.FormatInt(o.stamp, 10), o.ttlArg(), value)
-	bt.bytes += len(value)
+	bt.bytes += len(key) + len(value)
 	b.mu.Unlock()
 	ctx = c.clock.bound(ctx)
 	select {
@@ -86,14 +95,24 @@ func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply,
 	case i >= len(bt.replies):
 		cmd.SetErr(fmt.Errorf("memory: a batch of %d puts had %d replies", len(bt.keys), len(bt.replies)))
 	default:
-		if err, ok := bt.replies[i].(error); ok {
-			cmd.SetErr(err)
+		if msg, ok := bt.replies[i].(string); ok {
+			cmd.SetErr(putError(msg))
 		} else {
 			cmd.SetVal(bt.replies[i])
 		}
 	}
 	return o.reply(key, cmd)
 }
+
+// A putError is the error reply of one put of a batch, which the script
+// gives as a string: an error reply among the replies of a batch would end
+// go-redis's reading of them, for the other puts too.
+type putError string
+
+func (e putError) Error() string { return string(e) }
+
+// RedisError says that e is a reply of the server's, as redis.Error does.
+func (putError) RedisError() {}
 
 // flush sends bt once a slot is free, and closes it to later puts then.
 func (b *batcher) flush(bt *batch) {
@@ -121,5 +140,10 @@ func (bt *batch) WaitContext(ctx context.Context) error {
 	}
 }
 
-// wait returns once no batch is under way.
-func (b *batcher) wait() { b.flushes.Wait() }
+// wait returns once no batch is under way; later puts go alone.
+func (b *batcher) wait() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.flushes.Wait()
+}

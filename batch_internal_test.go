@@ -8,6 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/redis-memory/memory/internal/redisserver"
 )
 
 // TestBatcher takes every slot of a batcher, so that four puts wait in one
@@ -25,13 +27,6 @@ func TestBatcher(t *testing.T) {
 		require.NoError(t, raw.Set(ctx, "k:newer", newer, 0).Err())
 		require.NoError(t, raw.Set(ctx, "k:held", held, 0).Err())
 		require.NoError(t, raw.HSet(ctx, "k:hash", "f", "v").Err())
-		b := newBatcher(c)
-		for range batchSlots {
-			b.slots <- struct{}{}
-		}
-		put := func(value string) *op {
-			return &op{name: "put", stamp: 5, ttl: -1, args: []any{[]byte(value)}}
-		}
 		tests := []struct {
 			key, value string
 			outcome    int
@@ -41,32 +36,18 @@ func TestBatcher(t *testing.T) {
 			{"k:held", held, duplicate},
 			{"k:hash", `{"value": 5, "last_modified": 5}`, applied},
 		}
-		type result struct {
-			reply opReply
-			err   error
-		}
-		results := make([]chan result, len(tests))
+		b := newBatcher(c)
+		free := takeSlots(b)
+		results := make([]chan putResult, len(tests))
 		for i, tt := range tests {
-			results[i] = make(chan result, 1)
-			go func() {
-				reply, err := b.put(ctx, c, tt.key, put(tt.value))
-				results[i] <- result{reply, err}
-			}()
+			results[i] = goPut(ctx, b, c, tt.key, tt.value)
 		}
 		gaveUp, cancel := context.WithCancel(ctx)
-		given := make(chan error, 1)
-		go func() {
-			_, err := b.put(gaveUp, c, "k:given", put(`{"value": 6, "last_modified": 5}`))
-			given <- err
-		}()
-		require.Eventually(t, func() bool {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			return b.open != nil && len(b.open.keys) == len(tests)+1
-		}, 5*time.Second, time.Millisecond, "the puts wait in one batch")
+		given := goPut(gaveUp, b, c, "k:given", `{"value": 6, "last_modified": 5}`)
+		waitBatched(t, b, len(tests)+1)
 
 		cancel()
-		err := <-given
+		err := (<-given).err
 		require.ErrorIs(t, err, context.Canceled)
 		var sending *sendingError
 		require.True(t, errors.As(err, &sending), "%v: a *sendingError", err)
@@ -74,14 +55,13 @@ func TestBatcher(t *testing.T) {
 		require.ErrorIs(t, sending.send.WaitContext(unsent), context.DeadlineExceeded, "no slot: the batch is not sent")
 		stop()
 
-		<-b.slots
+		free()
 		for i, tt := range tests {
 			r := <-results[i]
 			require.NoError(t, r.err, tt.key)
 			require.Equal(t, tt.outcome, r.reply.outcome, tt.key)
 		}
 		require.NoError(t, sending.send.WaitContext(ctx))
-		<-b.slots
 		b.wait()
 
 		for key, want := range map[string]string{
@@ -91,4 +71,71 @@ func TestBatcher(t *testing.T) {
 			require.Equal(t, want, raw.Get(ctx, key).Val(), key)
 		}
 	})
+}
+
+// TestBatcherErrors has one put of a batch meet an error, the server out of
+// memory, and another apply: each caller gets its own reply.
+func TestBatcherErrors(t *testing.T) {
+	ctx := context.Background()
+	raw := redis.NewClient(&redis.Options{Addr: redisserver.Start(t).Addr})
+	t.Cleanup(func() { raw.Close() })
+	c := &conn{client: raw, clock: clockFor(2 * time.Second)}
+	require.NoError(t, raw.Set(ctx, "k:held", `{"value": 1, "last_modified": 5}`, 0).Err())
+	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", "1").Err())
+	t.Cleanup(func() { raw.ConfigSet(ctx, "maxmemory", "0") })
+
+	b := newBatcher(c)
+	free := takeSlots(b)
+	set := goPut(ctx, b, c, "k:new", `{"value": 2, "last_modified": 6}`)
+	del := goPut(ctx, b, c, "k:held", "")
+	waitBatched(t, b, 2)
+	free()
+	r := <-set
+	require.True(t, redis.HasErrorPrefix(r.err, "OOM"), "%v: the server's refusal, of this put alone", r.err)
+	require.ErrorAs(t, r.err, new(redis.Error))
+	r = <-del
+	require.NoError(t, r.err)
+	require.Equal(t, applied, r.reply.outcome, "the delete applied")
+	b.wait()
+	require.Zero(t, raw.Exists(ctx, "k:held", "k:new").Val())
+}
+
+// A putResult is what a put of a batcher returned.
+type putResult struct {
+	reply opReply
+	err   error
+}
+
+// goPut puts value, "" to delete, at key through b, stamped 5, from a
+// goroutine of its own, and returns where its result comes.
+func goPut(ctx context.Context, b *batcher, c *conn, key, value string) chan putResult {
+	result := make(chan putResult, 1)
+	go func() {
+		reply, err := b.put(ctx, c, key, &op{name: "put", stamp: 5, ttl: -1, args: []any{[]byte(value)}})
+		result <- putResult{reply, err}
+	}()
+	return result
+}
+
+// takeSlots takes every slot of b, so that puts wait in a batch, and
+// returns the function that frees them.
+func takeSlots(b *batcher) (free func()) {
+	for range batchSlots {
+		b.slots <- struct{}{}
+	}
+	return func() {
+		for range batchSlots {
+			<-b.slots
+		}
+	}
+}
+
+// waitBatched waits until n puts wait in the open batch of b.
+func waitBatched(t *testing.T, b *batcher, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.open != nil && len(b.open.keys) == n
+	}, 5*time.Second, time.Millisecond, "%d puts wait in one batch", n)
 }

@@ -1,5 +1,7 @@
 package memory
 
+import "github.com/redis/go-redis/v9"
+
 // PipelineAlways, set, sends every command through the auto-pipeliner of a
 // Memory with WithAutoPipeline, lone ones included.
 var PipelineAlways = &pipelineAlways
@@ -22,3 +24,7 @@ func PipelineConns(m *Memory) uint32 {
 // OpsLua is the source of the script every write runs: benchmarks run it
 // raw, for the ceiling of the same work.
 var OpsLua = opsLua
+
+// PipelineHook adds h to the client of m's auto-pipeliner, which also sends
+// its batches of Sets.
+func PipelineHook(m *Memory, h redis.Hook) { m.s.conn.pipe.client.AddHook(h) }

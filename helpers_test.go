@@ -185,7 +185,8 @@ func aclUser(t *testing.T, addr string) string {
 }
 
 // A batchCounter counts the batches of puts that a client sends, and the
-// puts in them.
+// puts in them: as a hook of a Memory's auto-pipeliner (PipelineHook), those
+// of the Memory.
 type batchCounter struct{ calls, puts atomic.Int64 }
 
 func (h *batchCounter) DialHook(next redis.DialHook) redis.DialHook { return next }

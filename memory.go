@@ -133,8 +133,8 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 	s.writer = s.conn
 	if s.conn.pipe != nil && s.queue {
 		s.writer = &conn{client: s.client, clock: s.conn.clock, pipe: s.conn.pipe, pipeWrites: true}
-		if _, single := s.client.(*redis.Client); single {
-			s.writer.puts = newBatcher(s.conn) // a cluster's keys of one call would share a slot
+		if _, single := s.client.(*redis.Client); single { // a cluster's keys of one call would share a slot
+			s.writer.puts = newBatcher(&conn{client: s.conn.pipe.client, clock: s.conn.clock})
 		}
 	}
 	if c.cache > 0 {

@@ -179,14 +179,20 @@ end
 
 -- puts is the puts of concurrent callers in one call: KEYS are their keys;
 -- ARGV[6] and on, three for each, its stamp, TTL and value. Replies with
--- each one's reply, in order, a refusal as an error reply.
+-- each one's reply, in order: a number, or the message of the error it met
+-- as a string, since an error reply among them would keep the client from
+-- reading the others'.
 if op == 'put' then
 	return finish(pcall(put, key, stamp, ttl, ARGV[6]))
 elseif op == 'puts' then
 	local replies = {}
 	for i, k in ipairs(KEYS) do
 		local j = 3 * i + 3
-		replies[i] = finish(pcall(put, k, ARGV[j], ARGV[j + 1], ARGV[j + 2]))
+		local ok, reply = pcall(put, k, ARGV[j], ARGV[j + 1], ARGV[j + 2])
+		if not ok then
+			reply = type(reply) == 'table' and reply.err or tostring(reply)
+		end
+		replies[i] = reply
 	end
 	return replies
 end

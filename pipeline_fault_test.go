@@ -230,10 +230,9 @@ func TestFaultBatchedSets(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := redisserver.Start(t, tt.serverArgs...)
 			proxy := faultproxy.Start(t, srv.Addr)
-			client := faultClient(t, proxy.Addr())
+			m := faultMemory(t, faultClient(t, proxy.Addr()), memory.WithAutoPipeline(true))
 			batches := &batchCounter{}
-			client.AddHook(batches)
-			m := faultMemory(t, client, memory.WithAutoPipeline(true))
+			memory.PipelineHook(m, batches)
 			raw := adminClient(t, srv.Addr)
 			tctx := t.Context()
 			names := make([]string, writers)

@@ -93,8 +93,6 @@ func TestAutoPipelineRing(t *testing.T) {
 func TestBatchedPuts(t *testing.T) {
 	srv := redisserver.Start(t)
 	client := rawClient(t, srv.Addr)
-	batches := &batchCounter{}
-	client.AddHook(batches)
 	require.NoError(t, client.HSet(ctx, "batch:g0", "f", "v").Err())
 	future := fmt.Sprintf(`{"value": "future", "last_modified": %d}`, time.Now().Add(time.Hour).UnixNano())
 	require.NoError(t, client.Set(ctx, "batch:newer", future, 0).Err())
@@ -102,6 +100,8 @@ func TestBatchedPuts(t *testing.T) {
 	m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("batch:"),
 		memory.WithAutoPipeline(true), memory.WithDefaultTTL(time.Hour))
 	require.NoError(t, err)
+	batches := &batchCounter{}
+	memory.PipelineHook(m, batches)
 
 	const n = 50
 	var wg sync.WaitGroup
