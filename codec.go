@@ -201,16 +201,38 @@ func decode(data []byte, dst any) (lastModified int64, err error) {
 	return ts, json.Unmarshal(value, dst)
 }
 
-// splitEnvelope cuts data in the envelope layout into its value,
+// An envelopeLayout is the text around the parts of an envelope, as one
+// writer lays it out.
+type envelopeLayout struct{ head, ops, mid, tail string }
+
+// envelopeLayouts are the layouts that splitEnvelope reads: the envelope
+// layout, this library's and the Python library's, and encoding/json's
+// compact one, which Go code that writes the envelope itself makes.
+var envelopeLayouts = [...]envelopeLayout{
+	{envelopeHead, envelopeOps, envelopeMid, envelopeTail},
+	{`{"value":`, `,"ops":"`, `,"last_modified":`, `}`},
+}
+
+// splitEnvelope cuts data in one of envelopeLayouts into its value,
 // unchecked, its record of operations and its stamp. It reports false for
 // any other layout. It reads from the end, so that its cost does not grow
 // with the value.
 func splitEnvelope(data []byte) (value []byte, record string, lastModified int64, ok bool) {
-	rest, ok := bytes.CutPrefix(data, []byte(envelopeHead))
+	for _, l := range &envelopeLayouts {
+		if value, record, lastModified, ok = l.split(data); ok {
+			return value, record, lastModified, true
+		}
+	}
+	return nil, "", 0, false
+}
+
+// split is splitEnvelope for the layout l.
+func (l *envelopeLayout) split(data []byte) (value []byte, record string, lastModified int64, ok bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(l.head))
 	if !ok {
 		return nil, "", 0, false
 	}
-	rest, ok = bytes.CutSuffix(rest, []byte(envelopeTail))
+	rest, ok = bytes.CutSuffix(rest, []byte(l.tail))
 	if !ok {
 		return nil, "", 0, false
 	}
@@ -222,15 +244,15 @@ func splitEnvelope(data []byte) (value []byte, record string, lastModified int64
 	if !ok {
 		return nil, "", 0, false
 	}
-	value, ok = bytes.CutSuffix(rest[:digits], []byte(envelopeMid))
+	value, ok = bytes.CutSuffix(rest[:digits], []byte(l.mid))
 	if !ok {
 		return nil, "", 0, false
 	}
 	// A value that ends with a quote may be followed by the record: no
 	// JSON value holds an unescaped `, "ops": "`.
 	if r, ok := bytes.CutSuffix(value, []byte(`"`)); ok {
-		if i := bytes.LastIndex(r, []byte(envelopeOps)); i >= 0 && isRecord(r[i+len(envelopeOps):]) {
-			return r[:i], string(r[i+len(envelopeOps):]), ts, true
+		if i := bytes.LastIndex(r, []byte(l.ops)); i >= 0 && isRecord(r[i+len(l.ops):]) {
+			return r[:i], string(r[i+len(l.ops):]), ts, true
 		}
 	}
 	return value, "", ts, true

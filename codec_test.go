@@ -63,6 +63,31 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// TestSplitEnvelope reads the layouts that need no decoding of the
+// envelope, and leaves the others to the general parse.
+func TestSplitEnvelope(t *testing.T) {
+	for _, tt := range []struct {
+		name, data, value, record string
+		stamp                     int64
+		ok                        bool
+	}{
+		{"ours", `{"value": [1], "last_modified": 5}`, `[1]`, "", 5, true},
+		{"ours, with a record", `{"value": [1], "ops": "w.1.2", "last_modified": 5}`, `[1]`, "w.1.2", 5, true},
+		{"encoding/json's", `{"value":{"a":1},"last_modified":5}`, `{"a":1}`, "", 5, true},
+		{"encoding/json's, with a record", `{"value":"x","ops":"w.1.2","last_modified":5}`, `"x"`, "w.1.2", 5, true},
+		{"reordered", `{"last_modified": 5, "value": 1}`, "", "", 0, false},
+		{"mixed", `{"value":1, "last_modified": 5}`, "", "", 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			value, record, stamp, ok := splitEnvelope([]byte(tt.data))
+			require.Equal(t, tt.ok, ok)
+			require.Equal(t, tt.value, string(value))
+			require.Equal(t, tt.record, record)
+			require.Equal(t, tt.stamp, stamp)
+		})
+	}
+}
+
 func TestDecodeErrors(t *testing.T) {
 	for _, data := range []string{``, `not json`, `{"value": 1`, `{"value": 1, "last_modified": "x"}`, `{"value": 1, "last_modified": 1.5}`} {
 		t.Run(data, func(t *testing.T) {
@@ -85,6 +110,7 @@ func FuzzDecode(f *testing.F) {
 		`{"value": "x", "ops": "a.1.2", "last_modified": 6}`,
 		`{"value": "x\", \"ops\": \"a", "last_modified": 6}`,
 		`{"ops": "a.1.2", "value": 3, "last_modified": 6}`,
+		`{"value":{"a":1},"last_modified":6}`, `{"value":"x","ops":"a.1.2","last_modified":6}`,
 	} {
 		f.Add([]byte(seed))
 	}

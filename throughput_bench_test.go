@@ -70,9 +70,8 @@ func BenchmarkThroughput(b *testing.B) {
 	} {
 		for _, goroutines := range []int{1, 64, 256} {
 			b.Run(fmt.Sprintf("op=%s/goroutines=%d", op.name, goroutines), func(b *testing.B) {
-				// The value in the Memory's layout, which the raw Sets
-				// leave in json.Marshal's: a Memory reads its own layout
-				// without decoding the envelope, and any other in full.
+				// Every round reads the value in the Memory's layout,
+				// whatever the raw Sets before it left.
 				if err := plain.Set(ctx, "bench", benchValue); err != nil {
 					b.Fatal(err)
 				}
