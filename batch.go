@@ -19,10 +19,11 @@ const batchBytes = 128 << 10
 
 // A batcher sends the puts that callers make at once, the Sets and Deletes
 // of many goroutines, as one call of the script. A call of the script costs
-// the server several times what the put it runs does (docs/performance.md):
-// under many goroutines, the server runs one call per batch rather than one
-// per put. A put made while fewer than batchSlots sends are in flight goes
-// alone, so that a lone caller waits for no one.
+// the server more than the put it runs (docs/performance.md: 5.8µs a call
+// of one put, 3.6µs a put in a call of 25), and each call a round trip of
+// its own: under many goroutines, the server runs one call per batch rather
+// than one per put. A put made while fewer than batchSlots sends are in
+// flight goes alone, so that a lone caller waits for no one.
 //
 // A batch is sent by a goroutine of its own, on a context of its own, over
 // the pipeliner's client, whose socket timeouts are the Memory's timeout: a
@@ -31,7 +32,7 @@ const batchBytes = 128 << 10
 type batcher struct {
 	conn    *conn         // sends the batches, alone
 	slots   chan struct{} // a token per send in flight
-	mu      sync.Mutex    // guards open, closed and flushes' count
+	mu      sync.Mutex    // guards open and closed, and orders flushes.Add before wait
 	open    *batch        // the batch that puts join, waiting for a slot
 	closed  bool          // by wait: puts go alone
 	flushes sync.WaitGroup
