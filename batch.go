@@ -42,10 +42,15 @@ func newBatcher(c *conn) *batcher {
 	return &batcher{conn: c, slots: make(chan struct{}, batchSlots)}
 }
 
+// batchHead is what a batch's call of the script begins with: the
+// operation, and the identity, lowest seq, stamp and TTL that puts carries
+// for each put instead.
+var batchHead = []any{"puts", "", "0", "0", "0"}
+
 // A batch is the puts that one call of the script applies, in order.
 type batch struct {
 	keys  []string
-	args  []any // three for each put: stamp, TTL, value
+	args  []any // the script's: batchHead, then three for each put: stamp, TTL, value
 	bytes int   // of the keys and values
 	done  chan struct{}
 	// Set before done is closed:
@@ -73,7 +78,7 @@ func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply,
 	}
 	bt := b.open
 	if bt == nil || bt.bytes >= batchBytes {
-		bt = &batch{done: make(chan struct{})}
+		bt = &batch{args: append([]any(nil), batchHead...), done: make(chan struct{})}
 		b.open = bt
 		b.flushes.Add(1)
 		go b.flush(bt)
@@ -125,8 +130,7 @@ func (b *batcher) flush(bt *batch) {
 		b.open = nil
 	}
 	b.mu.Unlock()
-	args := append([]any{"puts", "", "0", "0", "0"}, bt.args...)
-	bt.replies, bt.err = b.conn.run(context.Background(), opsScript, bt.keys, args...).Slice()
+	bt.replies, bt.err = b.conn.run(context.Background(), opsScript, bt.keys, bt.args...).Slice()
 	close(bt.done)
 }
 

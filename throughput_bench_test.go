@@ -144,16 +144,15 @@ func cpuTime(b *testing.B, server *redis.Client) time.Duration {
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
 		b.Fatal(err)
 	}
-	info, err := server.Info(ctx, "cpu").Result()
-	if err != nil {
+	info := server.InfoMap(ctx, "cpu")
+	if err := info.Err(); err != nil {
 		b.Fatal(err)
 	}
 	total := time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
-	for _, field := range []string{"used_cpu_sys:", "used_cpu_user:"} {
-		_, rest, _ := strings.Cut(info, field)
-		seconds, err := strconv.ParseFloat(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]), 64)
+	for _, field := range []string{"used_cpu_sys", "used_cpu_user"} {
+		seconds, err := strconv.ParseFloat(info.Item("CPU", field), 64)
 		if err != nil {
-			b.Fatalf("INFO cpu: %s %v", field, err)
+			b.Fatalf("INFO cpu: %s: %v", field, err)
 		}
 		total += time.Duration(seconds * float64(time.Second))
 	}
