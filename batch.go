@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // batchSlots is how many sends of puts a batcher has in flight at most,
@@ -25,17 +23,24 @@ const batchBytes = 128 << 10
 // than one per put. A put made while fewer than batchSlots sends are in
 // flight goes alone, so that a lone caller waits for no one.
 //
-// A batch is sent by a goroutine of its own, on a context of its own, over
-// the pipeliner's client, whose socket timeouts are the Memory's timeout: a
+// A batch is sent by a sender, a goroutine that sends the batches opened
+// while it runs, one after another, and ends when none is left: under
+// load, one goroutine sends batch after batch, whose stack has grown to
+// go-redis's depth once. It sends on a context of its own, which has the
+// values of the context of the put that opened the batch, over the
+// pipeliner's client, whose socket timeouts are the Memory's timeout: a
 // caller whose context ends while its put waits in a batch is told so with
 // a *sendingError, as the pipeliner's are, whose send is the batch's.
 type batcher struct {
 	conn    *conn         // sends the batches, alone
 	slots   chan struct{} // a token per send in flight
-	mu      sync.Mutex    // guards open and closed, and orders flushes.Add before wait
-	open    *batch        // the batch that puts join, waiting for a slot
+	mu      sync.Mutex    // guards the fields below, and orders senders.Add before wait
+	open    *batch        // the batch that puts join
+	queued  []*batch      // opened and not yet taken by a sender, oldest first
+	running int           // senders running
+	last    int           // puts in the last batch sent: the next one's room
 	closed  bool          // by wait: puts go alone
-	flushes sync.WaitGroup
+	senders sync.WaitGroup
 }
 
 func newBatcher(c *conn) *batcher {
@@ -49,6 +54,7 @@ var batchHead = []any{"puts", "", "0", "0", "0"}
 
 // A batch is the puts that one call of the script applies, in order.
 type batch struct {
+	ctx   context.Context // the values of the put that opened it
 	keys  []string
 	args  []any // the script's: batchHead, then three for each put: stamp, TTL, value
 	bytes int   // of the keys and values
@@ -78,10 +84,7 @@ func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply,
 	}
 	bt := b.open
 	if bt == nil || bt.bytes >= batchBytes {
-		bt = &batch{args: append([]any(nil), batchHead...), done: make(chan struct{})}
-		b.open = bt
-		b.flushes.Add(1)
-		go b.flush(bt)
+		bt = b.opened(ctx)
 	}
 	i := len(bt.keys)
 	bt.keys = append(bt.keys, key)
@@ -94,20 +97,16 @@ func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply,
 	case <-ctx.Done():
 		return opReply{}, &sendingError{err: ctx.Err(), send: bt}
 	}
-	cmd := redis.NewCmd(ctx)
 	switch {
 	case bt.err != nil:
-		cmd.SetErr(bt.err)
+		return o.reply(key, nil, bt.err)
 	case i >= len(bt.replies):
-		cmd.SetErr(fmt.Errorf("memory: a batch of %d puts had %d replies", len(bt.keys), len(bt.replies)))
-	default:
-		if msg, ok := bt.replies[i].(string); ok {
-			cmd.SetErr(putError(msg))
-		} else {
-			cmd.SetVal(bt.replies[i])
-		}
+		return o.reply(key, nil, fmt.Errorf("memory: a batch of %d puts had %d replies", len(bt.keys), len(bt.replies)))
 	}
-	return o.reply(key, cmd)
+	if msg, ok := bt.replies[i].(string); ok {
+		return o.reply(key, nil, putError(msg))
+	}
+	return o.reply(key, bt.replies[i], nil)
 }
 
 // A putError is the error reply of one put of a batch, which the script
@@ -120,18 +119,52 @@ func (e putError) Error() string { return string(e) }
 // RedisError says that e is a reply of the server's, as redis.Error does.
 func (putError) RedisError() {}
 
-// flush sends bt once a slot is free, and closes it to later puts then.
-func (b *batcher) flush(bt *batch) {
-	defer b.flushes.Done()
-	b.slots <- struct{}{}
-	defer func() { <-b.slots }()
-	b.mu.Lock()
-	if b.open == bt {
-		b.open = nil
+// opened returns a new open batch, with the values of ctx, queued for a
+// sender, which it starts while fewer than batchSlots run. b.mu is held.
+func (b *batcher) opened(ctx context.Context) *batch {
+	bt := &batch{
+		ctx:  context.WithoutCancel(ctx),
+		keys: make([]string, 0, b.last),
+		args: append(make([]any, 0, len(batchHead)+3*b.last), batchHead...),
+		done: make(chan struct{}),
 	}
-	b.mu.Unlock()
-	bt.replies, bt.err = b.conn.run(context.Background(), opsScript, bt.keys, bt.args...).Slice()
-	close(bt.done)
+	b.open = bt
+	b.queued = append(b.queued, bt)
+	if b.running < batchSlots {
+		b.running++
+		b.senders.Add(1)
+		go b.send()
+	}
+	return bt
+}
+
+// send sends the queued batches, each once a slot is free, which closes it
+// to later puts, and returns when none is left.
+func (b *batcher) send() {
+	defer b.senders.Done()
+	for {
+		b.mu.Lock()
+		if len(b.queued) == 0 {
+			b.running--
+			b.mu.Unlock()
+			return
+		}
+		bt := b.queued[0]
+		b.queued[0] = nil
+		b.queued = b.queued[1:]
+		b.mu.Unlock()
+
+		b.slots <- struct{}{}
+		b.mu.Lock()
+		if b.open == bt {
+			b.open = nil
+		}
+		b.last = len(bt.keys)
+		b.mu.Unlock()
+		bt.replies, bt.err = b.conn.run(bt.ctx, opsScript, bt.keys, bt.args...).Slice()
+		<-b.slots
+		close(bt.done)
+	}
 }
 
 // WaitContext returns once bt's send is done, or ctx ends, whose error it
@@ -150,5 +183,5 @@ func (b *batcher) wait() {
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
-	b.flushes.Wait()
+	b.senders.Wait()
 }

@@ -3,9 +3,11 @@ package memory
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -101,6 +103,67 @@ func TestBatcherErrors(t *testing.T) {
 	require.Equal(t, applied, r.reply.outcome, "the delete applied")
 	b.wait()
 	require.Zero(t, raw.Exists(ctx, "k:held", "k:new").Val())
+}
+
+// TestBatcherContext has the put that opens a batch give up before the
+// batch goes: the batch goes still, with the values of that put's context,
+// which go-redis's hooks, a tracer's say, see.
+func TestBatcherContext(t *testing.T) {
+	ctx := context.Background()
+	raw := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+	t.Cleanup(func() { raw.Close() })
+	var traces valueHook
+	raw.AddHook(&traces)
+	c := &conn{client: raw, clock: clockFor(2 * time.Second)}
+
+	b := newBatcher(c)
+	free := takeSlots(b)
+	opener, cancel := context.WithCancel(context.WithValue(ctx, traceKey{}, "trace-1"))
+	opened := goPut(opener, b, c, "k:a", `{"value": 1, "last_modified": 5}`)
+	waitBatched(t, b, 1)
+	joined := goPut(ctx, b, c, "k:b", `{"value": 2, "last_modified": 5}`)
+	waitBatched(t, b, 2)
+	cancel()
+	require.ErrorIs(t, (<-opened).err, context.Canceled)
+	free()
+	require.NoError(t, (<-joined).err)
+	b.wait()
+
+	require.Equal(t, []any{"trace-1"}, traces.values(), "one call of the script, with the opener's values")
+	require.Equal(t, `{"value": 1, "last_modified": 5}`, raw.Get(ctx, "k:a").Val(), "the put given up on applied")
+}
+
+// traceKey is the key of a context value, as a tracer's.
+type traceKey struct{}
+
+// A valueHook records the traceKey value of the context of each script
+// call.
+type valueHook struct {
+	mu   sync.Mutex // guards seen
+	seen []any
+}
+
+func (h *valueHook) values() []any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seen
+}
+
+func (*valueHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (*valueHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *valueHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "evalsha" {
+			h.mu.Lock()
+			h.seen = append(h.seen, ctx.Value(traceKey{}))
+			h.mu.Unlock()
+		}
+		return next(ctx, cmd)
+	}
 }
 
 // A putResult is what a put of a batcher returned.

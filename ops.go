@@ -78,8 +78,8 @@ var errResultLost = errors.New("it applied, but its result was too large to keep
 // error wrapping ErrNotFound for an empty list, the reason for an index out
 // of range.
 func (o *op) run(ctx context.Context, c *conn, key string) (opReply, error) {
-	cmd := c.run(ctx, opsScript, []string{key}, o.argv()...)
-	return o.reply(key, cmd)
+	v, err := c.run(ctx, opsScript, []string{key}, o.argv()...).Result()
+	return o.reply(key, v, err)
 }
 
 // resend is run for a send after one whose outcome is not known.
@@ -107,8 +107,9 @@ func (o *op) ttlArg() string {
 	return strconv.FormatInt(max(o.ttl.Milliseconds(), min(int64(o.ttl), 1)), 10)
 }
 
-func (o *op) reply(key string, cmd *redis.Cmd) (opReply, error) {
-	v, err := cmd.Result()
+// reply returns the outcome of o, on key, from the script's reply v or its
+// error.
+func (o *op) reply(key string, v any, err error) (opReply, error) {
 	if err != nil {
 		return opReply{}, refusal(key, err)
 	}
