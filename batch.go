@@ -12,23 +12,26 @@ import (
 const batchSlots = 2
 
 // batchBytes bounds the keys and values of one batch, about: a put that
-// finds the open batch holding more starts the next one.
+// finds the open batch holding more starts the next one, and a value of
+// that size goes alone.
 const batchBytes = 128 << 10
 
 // A batcher sends the puts that callers make at once, the Sets and Deletes
-// of many goroutines, as one call of the script. A call of the script costs
-// the server more than the put it runs (docs/performance.md: 5.8µs a call
-// of one put, 3.6µs a put in a call of 25), and each call a round trip of
-// its own: under many goroutines, the server runs one call per batch rather
-// than one per put. A put made while fewer than batchSlots sends are in
-// flight goes alone, so that a lone caller waits for no one.
+// of many goroutines, through every Memory over one client, the tenants of a
+// service say, as one call of the script. A call of the script costs the
+// server more than the put it runs (docs/performance.md: 5.8µs a call of one
+// put, 3.6µs a put in a call of 25), and each call a round trip of its own:
+// under many goroutines, the server runs one call per batch rather than one
+// per put. A put made while fewer than batchSlots sends are in flight goes
+// alone, so that a lone caller waits for no one.
 //
 // A batch is sent by a sender, a goroutine that sends the batches opened
 // while it runs, one after another, and ends when none is left: under
 // load, one goroutine sends batch after batch, whose stack has grown to
 // go-redis's depth once. It sends on a context of its own, which has the
-// values of the context of the put that opened the batch, over the
-// pipeliner's client, whose socket timeouts are the Memory's timeout: a
+// values of the context of the put that opened the batch (for the client's
+// Dialer and CredentialsProviderContext, which read them), over the
+// pipeliner's client, whose socket timeouts are the pipeline's timeout: a
 // caller whose context ends while its put waits in a batch is told so with
 // a *sendingError, as the pipeliner's are, whose send is the batch's.
 type batcher struct {
@@ -70,13 +73,16 @@ func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply,
 	if err := ctxErr(ctx); err != nil {
 		return opReply{}, err // not sent
 	}
+	value := o.args[0].([]byte)
+	if len(value) >= batchBytes {
+		return o.run(ctx, c, key) // alone, rather than slow a batch of others
+	}
 	select {
 	case b.slots <- struct{}{}:
 		defer func() { <-b.slots }()
 		return o.run(ctx, c, key)
 	default:
 	}
-	value := o.args[0].([]byte)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -163,6 +169,7 @@ func (b *batcher) send() {
 		b.mu.Unlock()
 		bt.replies, bt.err = b.conn.run(bt.ctx, opsScript, bt.keys, bt.args...).Slice()
 		<-b.slots
+		bt.ctx, bt.args = nil, nil // a hold in the queue may keep bt a while
 		close(bt.done)
 	}
 }

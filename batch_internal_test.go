@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,10 +16,11 @@ import (
 )
 
 // TestBatcher takes every slot of a batcher, so that four puts wait in one
-// batch, gives up on one of them, then frees a slot: the batch goes as one
-// call of the script, and each put gets its own reply, applied, left for a
-// newer value or held already. The put given up on is told so with a
-// *sendingError, whose send is done once the batch's is, and applies.
+// batch while a value as large as a batch goes alone, gives up on one of
+// them, then frees a slot: the batch goes as one call of the script, and
+// each put gets its own reply, applied, left for a newer value or held
+// already. The put given up on is told so with a *sendingError, whose send
+// is done once the batch's is, and applies.
 func TestBatcher(t *testing.T) {
 	scriptServers(t, func(t *testing.T, c *conn, raw *redis.Client) {
 		ctx := context.Background()
@@ -47,6 +49,11 @@ func TestBatcher(t *testing.T) {
 		gaveUp, cancel := context.WithCancel(ctx)
 		given := goPut(gaveUp, b, c, "k:given", `{"value": 6, "last_modified": 5}`)
 		waitBatched(t, b, len(tests)+1)
+		large := `{"value": "` + strings.Repeat("x", batchBytes) + `", "last_modified": 5}`
+		r := <-goPut(ctx, b, c, "k:large", large)
+		require.NoError(t, r.err, "a value as large as a batch goes alone, without a slot")
+		require.Equal(t, applied, r.reply.outcome)
+		require.Equal(t, large, raw.Get(ctx, "k:large").Val())
 
 		cancel()
 		err := (<-given).err
@@ -107,7 +114,8 @@ func TestBatcherErrors(t *testing.T) {
 
 // TestBatcherContext has the put that opens a batch give up before the
 // batch goes: the batch goes still, with the values of that put's context,
-// which go-redis's hooks, a tracer's say, see.
+// which the client's Dialer and CredentialsProviderContext, and here a
+// hook, see.
 func TestBatcherContext(t *testing.T) {
 	ctx := context.Background()
 	raw := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})

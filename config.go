@@ -155,13 +155,18 @@ func WithLocalCache(maxEntries int) Option {
 // send at once from many goroutines share round trips (go-redis's
 // AutoPipeliner), while a command sent alone goes alone; it wins over
 // MEMORY_AUTOPIPELINE. Reads, Set, Delete and the list, map, log and counter
-// operations go through it, and the Sets and Deletes made at once go to the
-// server in batches, one call of the last-writer-wins script each (but on a
-// cluster); a write whose caller gave up while the pipeliner or a batch held
-// it holds the later writes to its name in the queue until it was sent, so
-// that it does not land after them. With the offline queue off, writes go
-// alone. It is off by default: docs/performance.md of the repository says
-// what it gains and costs.
+// operations go through it, and the Sets and Deletes made at once, by any
+// Memory over the client, go to the server in batches, one call of the
+// last-writer-wins script each (but on a cluster); a write whose caller gave
+// up while the pipeliner or a batch held it holds the later writes to its
+// name in the queue until it was sent, so that it does not land after them.
+// With the offline queue off, writes go alone. The Memory values over one
+// client share the pipeliner and its batches, which end by the WithTimeout
+// of the first of them that turned it on: a write of another, of a longer
+// timeout, that the pipeliner or a batch held longer is queued, as one whose
+// reply was lost. A value of 128 KiB or more is not batched. It is off
+// by default: docs/performance.md of the repository says what it gains and
+// costs.
 func WithAutoPipeline(on bool) Option {
 	return func(c *config) { c.autoPipeline, c.hasPipeline = on, true }
 }

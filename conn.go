@@ -14,8 +14,9 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
-// A conn sends the commands of one Memory to its server. It owns every round
-// trip: each ends by the Memory's timeout, and a write is sent once. go-redis
+// A conn sends the commands of one Memory, or a pipeline's batches of puts,
+// to its server. It owns every round trip: each ends by its clock's
+// timeout, the Memory's or the pipeline's, and a write is sent once. go-redis
 // resends a command whose reply it lost, which for a write means applying it
 // twice when the first send did reach the server; the library resends
 // writes itself, knowing what a resend means for each.
@@ -44,12 +45,15 @@ type conn struct {
 // go once (NoRetry), which the pipeliner honours. A connection that stalls
 // holds the pipeliner's batches until the socket's read timeout: the
 // pipeliner has a client of its own, made from the options of the Memory's,
-// whose socket timeouts are the Memory's timeout, and which closing the
-// pipeline closes first, so that no batch holds it up.
+// whose socket timeouts are the pipeline's timeout, the WithTimeout of the
+// first Memory over the client that asked for it, and which closing the
+// pipeline closes once the batches of puts are done, each within that
+// timeout, so that no batch of the pipeliner's holds it up.
 type pipeline struct {
 	client redis.UniversalClient // the pipeliner's own
 	ap     *redis.AutoPipeliner
 	flying atomic.Int64 // commands sent alone, now
+	puts   *batcher     // of every Memory over the client; nil over a cluster
 }
 
 // A sendingError is the error of a command whose context ended while the
@@ -73,7 +77,12 @@ func (e *sendingError) done(ctx context.Context) error {
 }
 
 // newPipeline returns a pipeline over a client made from the options of
-// base, with socket timeouts of timeout.
+// base, with socket and dial timeouts of timeout, that tries each batch
+// once, and dials once for it: the pipeliner sends on a context that never
+// ends, so that a batch's retries, between which the client waits its
+// retry backoff, would hold the pipeliner, and Close, while the server is
+// lost (a client's default settings held it 6s, where its timeout was
+// 100ms). A read that such a try failed goes again alone: see send.
 func newPipeline(base redis.UniversalClient, timeout time.Duration) (*pipeline, error) {
 	// The base client's configuration of maintenance notifications is
 	// go-redis's to change under its lock.
@@ -83,10 +92,12 @@ func newPipeline(base redis.UniversalClient, timeout time.Duration) (*pipeline, 
 	case *redis.Client:
 		o := *c.Options()
 		o.ReadTimeout, o.WriteTimeout, o.MaintNotificationsConfig = timeout, timeout, maint
+		o.DialTimeout, o.DialerRetries, o.MaxRetries = min(o.DialTimeout, timeout), 1, -1
 		client = redis.NewClient(&o)
 	case *redis.ClusterClient:
 		o := *c.Options()
 		o.ReadTimeout, o.WriteTimeout, o.MaintNotificationsConfig = timeout, timeout, maint
+		o.DialTimeout, o.DialerRetries, o.MaxRetries = min(o.DialTimeout, timeout), 1, -1
 		client = redis.NewClusterClient(&o)
 	default:
 		return nil, fmt.Errorf("a %T is not supported", base)
@@ -96,12 +107,20 @@ func newPipeline(base redis.UniversalClient, timeout time.Duration) (*pipeline, 
 		client.Close()
 		return nil, err
 	}
-	return &pipeline{client: client, ap: ap}, nil
+	p := &pipeline{client: client, ap: ap}
+	if _, single := client.(*redis.Client); single { // a cluster's keys of one call would share a slot
+		p.puts = newBatcher(&conn{client: client, clock: clockFor(timeout)})
+	}
+	return p, nil
 }
 
-// close closes the pipeliner's client, which ends the batches under way,
-// then the pipeliner.
+// close waits for the batches of puts under way, each of which ends by the
+// timeout, then closes the pipeliner's client, which ends the pipeliner's
+// batches under way, then the pipeliner.
 func (p *pipeline) close() {
+	if p.puts != nil {
+		p.puts.wait()
+	}
 	p.client.Close()
 	p.ap.Close()
 }
@@ -144,7 +163,9 @@ func sent(ctx context.Context, cmd *redis.Cmd, args []any, err error) *redis.Cmd
 
 // send sends cmd alone within ctx, through the pipeline when pipelined and
 // others are in flight, and returns its error: a *sendingError when ctx
-// ended while the pipeliner still had cmd, which is then not to be read.
+// ended while the pipeliner still had cmd, which is then not to be read. A
+// read that the pipeliner's one try failed, its connection broken, goes
+// again alone, retried as the client retries commands.
 func (c *conn) send(ctx context.Context, cmd redis.Cmder, pipelined bool) error {
 	p := c.pipe
 	if p == nil || !pipelined {
@@ -158,7 +179,12 @@ func (c *conn) send(ctx context.Context, cmd redis.Cmder, pipelined bool) error 
 	if err := f.WaitContext(ctx); err != nil && err == ctx.Err() {
 		return &sendingError{err: err, send: f}
 	}
-	return cmd.Err()
+	err := cmd.Err()
+	if _, once := cmd.(onceCmd); err != nil && !once && !isReply(err) && ctx.Err() == nil {
+		cmd.SetErr(nil)
+		return c.client.Process(ctx, cmd)
+	}
+	return err
 }
 
 // get returns the string stored at key, nil when there is none. A key that

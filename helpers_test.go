@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -184,10 +185,31 @@ func aclUser(t *testing.T, addr string) string {
 	return "suite:pw-suite@"
 }
 
-// A batchCounter counts the batches of puts that a client sends, and the
-// puts in them: as a hook of a Memory's auto-pipeliner (PipelineHook), those
-// of the Memory.
-type batchCounter struct{ calls, puts atomic.Int64 }
+// concurrently calls fn(g) for each g below n, each from a goroutine of its
+// own, and fails t with the errors they returned.
+func concurrently(t *testing.T, n int, fn func(g int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for g := range n {
+		wg.Go(func() {
+			if err := fn(g); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
+
+// A batchCounter counts the batches of puts that a client sends, the puts
+// in them, and the batches of puts under more than one prefix (up to a
+// key's first ':'): as a hook of a Memory's auto-pipeliner (PipelineHook),
+// those of every Memory over its client.
+type batchCounter struct{ calls, puts, mixed atomic.Int64 }
 
 func (h *batchCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
 
@@ -198,6 +220,14 @@ func (h *batchCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			if keys, ok := args[2].(int); ok && len(args) > 3+keys && args[3+keys] == "puts" {
 				h.calls.Add(1)
 				h.puts.Add(int64(keys))
+				prefixes := map[string]bool{}
+				for _, key := range args[3 : 3+keys] {
+					prefix, _, _ := strings.Cut(fmt.Sprint(key), ":")
+					prefixes[prefix] = true
+				}
+				if len(prefixes) > 1 {
+					h.mixed.Add(1)
+				}
 			}
 		}
 		return next(ctx, cmd)

@@ -103,7 +103,8 @@ func (l *link) begin(key string) (opID, uint64) {
 // release counts one user of l less; the last one stops the flusher and
 // forgets l. It returns a function that waits up to d for the flusher, and
 // the deliveries it had under way, to end: each ends with its round trip,
-// which closing the client cuts short.
+// which closing the client cuts short; and then closes the pipeline, which
+// waits for its batches of puts, each within the pipeline's timeout.
 func (l *link) release() (wait func(d time.Duration)) {
 	links.Lock()
 	l.mu.Lock()

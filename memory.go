@@ -132,10 +132,7 @@ func New(ctx context.Context, opts ...Option) (*Memory, error) {
 	}
 	s.writer = s.conn
 	if s.conn.pipe != nil && s.queue {
-		s.writer = &conn{client: s.client, clock: s.conn.clock, pipe: s.conn.pipe, pipeWrites: true}
-		if _, single := s.client.(*redis.Client); single { // a cluster's keys of one call would share a slot
-			s.writer.puts = newBatcher(&conn{client: s.conn.pipe.client, clock: s.conn.clock})
-		}
+		s.writer = &conn{client: s.client, clock: s.conn.clock, pipe: s.conn.pipe, pipeWrites: true, puts: s.conn.pipe.puts}
 	}
 	if c.cache > 0 {
 		s.link.store.allowFresh(c.cache)
@@ -578,9 +575,6 @@ func (m *Memory) Close() error {
 		}
 	}
 	err = errors.Join(err, m.s.acct.reportDrops())
-	if m.s.writer.puts != nil {
-		m.s.writer.puts.wait()
-	}
 	wait := m.s.link.release()
 	if m.s.ownsClient {
 		err = errors.Join(err, m.s.client.Close())

@@ -378,3 +378,108 @@ func pollMonotonic(raw *redis.Client, keys []string, done <-chan struct{}) []str
 		}
 	}
 }
+
+// TestFaultPipelinedReads runs 64 goroutines of Gets over a Memory with
+// auto-pipelining while the connection is reset instead of every 7th reply:
+// the pipeliner tries each batch once, and a read that a reset failed goes
+// again alone, over the Memory's client, which retries it. Every Get, each
+// of a name that no read found before, so that none is known here, returns
+// the value.
+func TestFaultPipelinedReads(t *testing.T) {
+	srv := redisserver.Start(t)
+	proxy := faultproxy.Start(t, srv.Addr)
+	client := rawClient(t, proxy.Addr()) // go-redis's default retries
+	m := faultMemory(t, client, memory.WithAutoPipeline(true))
+	pipelines := &roundTrips{}
+	memory.PipelineHook(m, pipelines)
+	const goroutines, n = 64, 50
+	var pairs []any
+	for g := range goroutines {
+		for i := range n {
+			pairs = append(pairs, fmt.Sprintf("%sg%d-%d", faultPrefix, g, i), fmt.Sprintf(`{"value": %d, "last_modified": 1}`, i))
+		}
+	}
+	require.NoError(t, adminClient(t, srv.Addr).MSet(ctx, pairs...).Err())
+
+	proxy.ResetEveryReply(25)
+	concurrently(t, goroutines, func(g int) error {
+		for i := range n {
+			v, err := memory.GetAs[int](ctx, m, fmt.Sprintf("g%d-%d", g, i))
+			if err == nil && v != i {
+				err = fmt.Errorf("g%d-%d: read %d", g, i, v)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	proxy.ResetEveryReply(0)
+	pipelines.mu.Lock()
+	batches := len(pipelines.pipelines)
+	pipelines.mu.Unlock()
+	t.Logf("%d replies reset, %d batches of the pipeliner", proxy.Stats().RepliesReset, batches)
+	require.Positive(t, proxy.Stats().RepliesReset, "the fault")
+	require.Positive(t, batches, "reads went through the pipeliner")
+}
+
+// TestPipelinedCloseWhileLost has 64 goroutines read and write through a
+// Memory with auto-pipelining, over a client whose retries wait an hour
+// between tries, until its server is lost: every connection reset and new
+// ones refused. The pipeliner's batches under way then end within the
+// Memory's timeout, not at their retries, so Close ends within its budget,
+// and reports the writes it could not deliver.
+func TestPipelinedCloseWhileLost(t *testing.T) {
+	srv := redisserver.Start(t)
+	proxy := faultproxy.Start(t, srv.Addr)
+	before := goroutines()
+	client := redis.NewClient(&redis.Options{
+		Addr:                  proxy.Addr(),
+		ContextTimeoutEnabled: true,
+		MinRetryBackoff:       time.Hour,
+		MaxRetryBackoff:       time.Hour,
+	})
+	t.Cleanup(func() { client.Close() })
+	m, err := memory.New(ctx, memory.WithClient(client), memory.WithAutoPipeline(true),
+		memory.WithTimeout(100*time.Millisecond), memory.WithCloseTimeout(300*time.Millisecond))
+	require.NoError(t, err)
+	pipelines := &roundTrips{}
+	memory.PipelineHook(m, pipelines)
+	batches := func() int {
+		pipelines.mu.Lock()
+		defer pipelines.mu.Unlock()
+		return len(pipelines.pipelines)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = m.Get(ctx, fmt.Sprint("r", g), new(int))
+				require.NoError(t, m.Set(ctx, fmt.Sprint("w", g), i), "applied or queued")
+			}
+		})
+	}
+	requireEventually(t, 5*time.Second, func() bool { return batches() > 10 }, "commands go through the pipeliner")
+	proxy.Refuse(true)
+	proxy.ResetAll()
+	requireEventually(t, 5*time.Second, func() bool { return m.Pending() > 0 }, "the fault: writes are queued")
+	close(stop)
+	wg.Wait()
+
+	start := time.Now()
+	err = m.Close()
+	took := time.Since(start)
+	t.Logf("%d batches of the pipeliner, %d connections reset; Close took %v: %v", batches(), proxy.Stats().Resets, took.Round(time.Millisecond), err)
+	require.Less(t, took, 2*time.Second, "Close with a 300ms budget, where a retry waits an hour (30s for go-redis's backstop)")
+	require.ErrorIs(t, err, memory.ErrUnavailable)
+	require.ErrorContains(t, err, "queued writes not delivered")
+	require.NoError(t, client.Close())
+	requireGoroutines(t, before)
+}

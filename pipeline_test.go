@@ -2,7 +2,6 @@ package memory_test
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,32 +33,22 @@ func TestAutoPipeline(t *testing.T) {
 			before := goroutines()
 			m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix("{pipe}:"), memory.WithAutoPipeline(true))
 			require.NoError(t, err)
-			var wg sync.WaitGroup
-			errs := make(chan error, 64)
-			for g := range 64 {
-				wg.Go(func() {
-					name := fmt.Sprint("g", g)
-					for i := range 50 {
-						if err := m.Set(ctx, name, i); err != nil {
-							errs <- err
-							return
-						}
-						got, err := memory.GetAs[int](ctx, m, name)
-						if err == nil && got != i {
-							err = fmt.Errorf("%s: read %d after writing %d", name, got, i)
-						}
-						if err != nil {
-							errs <- err
-							return
-						}
+			concurrently(t, 64, func(g int) error {
+				name := fmt.Sprint("g", g)
+				for i := range 50 {
+					if err := m.Set(ctx, name, i); err != nil {
+						return err
 					}
-				})
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				require.NoError(t, err)
-			}
+					got, err := memory.GetAs[int](ctx, m, name)
+					if err == nil && got != i {
+						err = fmt.Errorf("%s: read %d after writing %d", name, got, i)
+					}
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 			type pair struct{ A, B int }
 			require.NoError(t, m.Save(ctx, &pair{1, 2}))
 			var got pair
@@ -104,33 +93,21 @@ func TestBatchedPuts(t *testing.T) {
 	memory.PipelineHook(m, batches)
 
 	const n = 50
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for g := range 64 {
-		wg.Go(func() {
-			name := fmt.Sprint("g", g)
-			for i := range n {
-				if err := m.Set(ctx, name, i); err != nil {
-					errs <- err
-					return
-				}
-				if err := m.Set(ctx, "newer", g); err != nil {
-					errs <- err
-					return
-				}
+	concurrently(t, 64, func(g int) error {
+		name := fmt.Sprint("g", g)
+		for i := range n {
+			if err := m.Set(ctx, name, i); err != nil {
+				return err
 			}
-			if g%2 == 1 {
-				if err := m.Delete(ctx, name); err != nil {
-					errs <- err
-				}
+			if err := m.Set(ctx, "newer", g); err != nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+		}
+		if g%2 == 1 {
+			return m.Delete(ctx, name)
+		}
+		return nil
+	})
 	require.NoError(t, m.Close())
 	requireGoroutines(t, before)
 
@@ -147,4 +124,57 @@ func TestBatchedPuts(t *testing.T) {
 		require.True(t, ttl > 0 && ttl <= time.Hour, "%s: PTTL %v, the default TTL", key, ttl)
 	}
 	require.Equal(t, future, client.Get(ctx, "batch:newer").Val(), "no Set was newer")
+}
+
+// TestBatchedTenants runs 64 goroutines of Sets through 16 tenants over one
+// client with auto-pipelining: the tenants' puts share batches. Once half
+// of the tenants are closed, the others' puts still go in batches, and
+// closing the last one stops the batches' goroutines. Each name holds its
+// goroutine's last write.
+func TestBatchedTenants(t *testing.T) {
+	srv := redisserver.Start(t)
+	client := rawClient(t, srv.Addr)
+	before := goroutines()
+	tenants := make([]*memory.Memory, 16)
+	for i := range tenants {
+		m, err := memory.New(ctx, memory.WithClient(client), memory.WithPrefix(fmt.Sprintf("t%d:", i)), memory.WithAutoPipeline(true))
+		require.NoError(t, err)
+		tenants[i] = m
+	}
+	batches := &batchCounter{}
+	memory.PipelineHook(tenants[0], batches)
+	// sets runs 64 goroutines of n Sets each, of i, to the name of the
+	// goroutine in each of tenants in turn.
+	const n = 50
+	sets := func(tenants []*memory.Memory) {
+		concurrently(t, 64, func(g int) error {
+			for i := range n {
+				if err := tenants[(g+i)%len(tenants)].Set(ctx, fmt.Sprint("g", g), i); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+
+	sets(tenants)
+	t.Logf("batches %d of %d puts, %d of more than one tenant", batches.calls.Load(), batches.puts.Load(), batches.mixed.Load())
+	require.Positive(t, batches.mixed.Load(), "the tenants' puts shared batches")
+	for _, m := range tenants[:8] {
+		require.NoError(t, m.Close())
+	}
+	calls := batches.calls.Load()
+	sets(tenants[8:])
+	require.Greater(t, batches.calls.Load(), calls, "the tenants left still batch")
+	for _, m := range tenants[8:] {
+		require.NoError(t, m.Close())
+	}
+	requireGoroutines(t, before)
+
+	for g := range 64 {
+		last := n - 1 // the last Set of g, to tenants[8:] in turn
+		tenant := 8 + (g+last)%8
+		key := fmt.Sprintf("t%d:g%d", tenant, g)
+		require.JSONEq(t, fmt.Sprint(last), storedValue(t, client, key), "%s: its last Set", key)
+	}
 }
