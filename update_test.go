@@ -265,15 +265,21 @@ func TestConcurrentProcesses(t *testing.T) {
 }
 
 // runWorkers runs work in n goroutines at once, each with a Memory of its
-// own on addr (and so a client of its own), and fails t if any fails.
+// own on addr (and so a client of its own), and fails t if any fails. It
+// then flushes each Memory: a write whose reply a loaded machine did not
+// bring in time was queued, and applies when delivered.
 func runWorkers(t *testing.T, addr string, n int, work func(w int, m *memory.Memory) error) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, n)
+	ms := make([]*memory.Memory, n)
 	for w := range n {
-		m := newMemory(t, addr)
-		wg.Go(func() { errs[w] = work(w, m) })
+		ms[w] = newMemory(t, addr)
+		wg.Go(func() { errs[w] = work(w, ms[w]) })
 	}
 	wg.Wait()
 	require.NoError(t, errors.Join(errs...))
+	for _, m := range ms {
+		require.NoError(t, m.Flush(ctx))
+	}
 }
