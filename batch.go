@@ -103,16 +103,22 @@ func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply,
 	case <-ctx.Done():
 		return opReply{}, &sendingError{err: ctx.Err(), send: bt}
 	}
+	v, err := bt.reply(i)
+	return o.reply(key, v, err)
+}
+
+// reply returns the reply of the i-th put of bt, once it was sent.
+func (bt *batch) reply(i int) (any, error) {
 	switch {
 	case bt.err != nil:
-		return o.reply(key, nil, bt.err)
+		return nil, bt.err
 	case i >= len(bt.replies):
-		return o.reply(key, nil, fmt.Errorf("memory: a batch of %d puts had %d replies", len(bt.keys), len(bt.replies)))
+		return nil, fmt.Errorf("memory: a batch of %d puts had %d replies", len(bt.keys), len(bt.replies))
 	}
 	if msg, ok := bt.replies[i].(string); ok {
-		return o.reply(key, nil, putError(msg))
+		return nil, putError(msg)
 	}
-	return o.reply(key, bt.replies[i], nil)
+	return bt.replies[i], nil
 }
 
 // A putError is the error reply of one put of a batch, which the script

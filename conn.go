@@ -180,11 +180,14 @@ func (c *conn) send(ctx context.Context, cmd redis.Cmder, pipelined bool) error 
 		return &sendingError{err: err, send: f}
 	}
 	err := cmd.Err()
-	if _, once := cmd.(onceCmd); err != nil && !once && !isReply(err) && ctx.Err() == nil {
-		cmd.SetErr(nil)
-		return c.client.Process(ctx, cmd)
+	if err == nil || isReply(err) || ctx.Err() != nil {
+		return err
 	}
-	return err
+	if _, once := cmd.(onceCmd); once {
+		return err // a write, sent once
+	}
+	cmd.SetErr(nil)
+	return c.client.Process(ctx, cmd)
 }
 
 // get returns the string stored at key, nil when there is none. A key that

@@ -110,6 +110,13 @@ func (h *roundTrips) reset() {
 	h.count, h.singles, h.pipelines = 0, nil, nil
 }
 
+// pipelined returns how many pipelines were counted.
+func (h *roundTrips) pipelined() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.pipelines)
+}
+
 // commands returns how many commands were counted, those of pipelines
 // included.
 func (h *roundTrips) commands() int {

@@ -57,10 +57,8 @@ func BenchmarkThroughput(b *testing.B) {
 		var e rawEnvelope
 		return json.Unmarshal(data, &e)
 	}
-	set := func(m *memory.Memory) func() error { return func() error { return m.Set(ctx, "bench", benchValue) } }
-	get := func(m *memory.Memory) func() error {
-		return func() error { _, err := memory.GetAs[settings](ctx, m, "bench"); return err }
-	}
+	set := func(m *memory.Memory) func() error { return func() error { return benchSet(m) } }
+	get := func(m *memory.Memory) func() error { return func() error { return benchGet(m) } }
 	for _, op := range []struct {
 		name             string
 		plain, pipe, raw func() error
@@ -73,7 +71,7 @@ func BenchmarkThroughput(b *testing.B) {
 			b.Run(fmt.Sprintf("op=%s/goroutines=%d", op.name, goroutines), func(b *testing.B) {
 				// Every round reads the value in the Memory's layout,
 				// whatever the raw Sets before it left.
-				if err := plain.Set(ctx, "bench", benchValue); err != nil {
+				if err := benchSet(plain); err != nil {
 					b.Fatal(err)
 				}
 				variants := []func() error{op.plain, op.pipe, op.raw}
@@ -95,6 +93,15 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 }
 
+// benchSet and benchGet are the operations of the throughput benchmarks:
+// a Set, and a Get into the value's type, of the name "bench".
+func benchSet(m *memory.Memory) error { return m.Set(ctx, "bench", benchValue) }
+
+func benchGet(m *memory.Memory) error {
+	_, err := memory.GetAs[settings](ctx, m, "bench")
+	return err
+}
+
 // BenchmarkThroughputTenants runs Set and Get from 64 and 256 goroutines
 // through 64 tenants, Memory values of prefixes of their own over one
 // client, each call through the next tenant in turn, in paired rounds: over
@@ -111,7 +118,7 @@ func BenchmarkThroughputTenants(b *testing.B) {
 		ms := make([]*memory.Memory, 64)
 		for i := range ms {
 			ms[i] = benchNew(b, memory.WithClient(client), memory.WithPrefix(fmt.Sprintf("tenant%d:", i)), memory.WithAutoPipeline(pipelined))
-			if err := ms[i].Set(ctx, "bench", benchValue); err != nil {
+			if err := benchSet(ms[i]); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -127,8 +134,8 @@ func BenchmarkThroughputTenants(b *testing.B) {
 		name string
 		fn   func(*memory.Memory) error
 	}{
-		{"set", func(m *memory.Memory) error { return m.Set(ctx, "bench", benchValue) }},
-		{"get", func(m *memory.Memory) error { _, err := memory.GetAs[settings](ctx, m, "bench"); return err }},
+		{"set", benchSet},
+		{"get", benchGet},
 	} {
 		for _, goroutines := range []int{64, 256} {
 			b.Run(fmt.Sprintf("op=%s/goroutines=%d", op.name, goroutines), func(b *testing.B) {
