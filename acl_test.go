@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -94,6 +95,27 @@ func TestACLTenants(t *testing.T) {
 			require.Positive(t, m.Stats().CacheHits, "the local cache answered")
 		})
 	}
+
+	t.Run("tenant1 batched", func(t *testing.T) {
+		m := as(t, "tenant1", "tenant1:", memory.WithAutoPipeline(true))
+		batches := &batchCounter{}
+		memory.PipelineHook(m, batches)
+		concurrently(t, 64, func(g int) error {
+			name := fmt.Sprint("g", g)
+			for i := range 20 {
+				if err := m.Set(ctx, name, i); err != nil {
+					return err
+				}
+				if err := m.Get(ctx, name, new(int)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		t.Logf("%d batches of puts, %d of reads", batches.calls.Load(), batches.reads.Load())
+		require.Positive(t, batches.calls.Load()+batches.reads.Load(), "commands went in batches")
+		require.Zero(t, batches.denied.Load(), "the line allows the batches' commands")
+	})
 
 	for _, denied := range []string{"-client|tracking", "-subscribe"} {
 		t.Run("a user without "+denied[1:], func(t *testing.T) {

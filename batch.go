@@ -7,65 +7,106 @@ import (
 	"sync"
 )
 
-// batchSlots is how many sends of puts a batcher has in flight at most,
-// lone puts and batches: while one batch is on its way, the next fills.
+// batchSlots is how many sends a batcher has in flight at most, lone calls
+// and batches: while one batch is on its way, the next fills.
 const batchSlots = 2
 
-// batchBytes bounds the keys and values of one batch, about: a put that
+// batchBytes bounds the keys and values of one batch, about: a call that
 // finds the open batch holding more starts the next one, and a value of
 // that size goes alone.
 const batchBytes = 128 << 10
 
-// A batcher sends the puts that callers make at once, the Sets and Deletes
-// of many goroutines, through every Memory over one client, the tenants of a
-// service say, as one call of the script. A call of the script costs the
+// A batcher sends the calls that callers make at once, through every Memory
+// over one client, the tenants of a service say, as one command: the Sets
+// and Deletes of many goroutines as one call of the script (newPuts), their
+// reads of strings as one MGET (newGets). A call of the script costs the
 // server more than the put it runs (docs/performance.md: 5.8µs a call of one
-// put, 3.6µs a put in a call of 25), and each call a round trip of its own:
-// under many goroutines, the server runs one call per batch rather than one
-// per put. A put made while fewer than batchSlots sends are in flight goes
-// alone, so that a lone caller waits for no one.
+// put, 3.6µs a put in a call of 25), a GET more than a key of an MGET, and
+// each command the client a round trip of its own: under many goroutines,
+// the server runs one command per batch rather than one per call. A call
+// made while fewer than batchSlots sends are in flight goes alone, so that
+// a lone caller waits for no one.
 //
 // A batch is sent by a sender, a goroutine that sends the batches opened
 // while it runs, one after another, and ends when none is left: under
 // load, one goroutine sends batch after batch, whose stack has grown to
 // go-redis's depth once. It sends on a context of its own, which has the
-// values of the context of the put that opened the batch (for the client's
+// values of the context of the call that opened the batch (for the client's
 // Dialer and CredentialsProviderContext, which read them), over the
 // pipeliner's client, whose socket timeouts are the pipeline's timeout: a
-// caller whose context ends while its put waits in a batch is told so with
+// caller whose context ends while its call waits in a batch is told so with
 // a *sendingError, as the pipeliner's are, whose send is the batch's.
 type batcher struct {
-	conn    *conn         // sends the batches, alone
-	slots   chan struct{} // a token per send in flight
-	mu      sync.Mutex    // guards the fields below, and orders senders.Add before wait
-	open    *batch        // the batch that puts join
-	queued  []*batch      // opened and not yet taken by a sender, oldest first
-	running int           // senders running
-	last    int           // puts in the last batch sent: the next one's room
-	closed  bool          // by wait: puts go alone
+	head    []any                       // what a batch's command begins with
+	do      func(*batch) ([]any, error) // sends a batch's command over conn
+	slots   chan struct{}               // a token per send in flight
+	mu      sync.Mutex                  // guards the fields below, and orders senders.Add before wait
+	open    *batch                      // the batch that calls join
+	queued  []*batch                    // opened and not yet taken by a sender, oldest first
+	running int                         // senders running
+	last    struct{ keys, args int }    // of the last batch sent: the next one's room
+	closed  bool                        // by wait: calls go alone
 	senders sync.WaitGroup
 }
 
-func newBatcher(c *conn) *batcher {
-	return &batcher{conn: c, slots: make(chan struct{}, batchSlots)}
+// newPuts returns a batcher of puts over c: a batch is one call of the
+// script, whose operation and identity, lowest seq, stamp and TTL are
+// those of "puts", which carries a stamp, a TTL and a value for each put
+// instead.
+func newPuts(c *conn) *batcher {
+	b := &batcher{head: []any{"puts", "", "0", "0", "0"}, slots: make(chan struct{}, batchSlots)}
+	b.do = func(bt *batch) ([]any, error) { return c.run(bt.ctx, opsScript, bt.keys, bt.args...).Slice() }
+	return b
 }
 
-// batchHead is what a batch's call of the script begins with: the
-// operation, and the identity, lowest seq, stamp and TTL that puts carries
-// for each put instead.
-var batchHead = []any{"puts", "", "0", "0", "0"}
+// newGets returns a batcher of reads of strings over c: a batch is one
+// MGET, tried once, as c's client, the pipeliner's, tries each command; a
+// read whose batch failed goes again alone (conn.get).
+func newGets(c *conn) *batcher {
+	b := &batcher{head: []any{"mget"}, slots: make(chan struct{}, batchSlots)}
+	b.do = func(bt *batch) ([]any, error) { return c.read(bt.ctx, bt.args...).Slice() }
+	return b
+}
 
-// A batch is the puts that one call of the script applies, in order.
+// A batch is the calls that one command sends, in order.
 type batch struct {
-	ctx   context.Context // the values of the put that opened it
+	ctx   context.Context // the values of the call that opened it
 	keys  []string
-	args  []any // the script's: batchHead, then three for each put: stamp, TTL, value
+	args  []any // the command's: the batcher's head, then those of each call
 	bytes int   // of the keys and values
 	done  chan struct{}
 	// Set before done is closed:
 	replies []any
 	err     error
 }
+
+// join adds a call on key, with args and of size bytes, to the open batch,
+// and returns the batch and the call's index in it; or, for a call to go
+// alone now, no batch and the function to call once it went.
+func (b *batcher) join(ctx context.Context, key string, size int, args ...any) (bt *batch, i int, went func()) {
+	select {
+	case b.slots <- struct{}{}:
+		return nil, 0, b.free
+	default:
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, 0, func() {}
+	}
+	bt = b.open
+	if bt == nil || bt.bytes >= batchBytes {
+		bt = b.opened(ctx)
+	}
+	i = len(bt.keys)
+	bt.keys = append(bt.keys, key)
+	bt.args = append(bt.args, args...)
+	bt.bytes += size
+	return bt, i, nil
+}
+
+// free ends a send's being in flight.
+func (b *batcher) free() { <-b.slots }
 
 // put sends o, a put, on key, over c when it goes alone, and returns its
 // reply.
@@ -77,46 +118,31 @@ func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply,
 	if len(value) >= batchBytes {
 		return o.run(ctx, c, key) // alone, rather than slow a batch of others
 	}
-	select {
-	case b.slots <- struct{}{}:
-		defer func() { <-b.slots }()
-		return o.run(ctx, c, key)
-	default:
-	}
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	bt, i, went := b.join(ctx, key, len(key)+len(value), strconv.FormatInt(o.stamp, 10), o.ttlArg(), value)
+	if bt == nil {
+		defer went()
 		return o.run(ctx, c, key)
 	}
-	bt := b.open
-	if bt == nil || bt.bytes >= batchBytes {
-		bt = b.opened(ctx)
+	v, err := bt.reply(c.clock.bound(ctx), i)
+	if msg, ok := v.(string); ok {
+		v, err = nil, putError(msg)
 	}
-	i := len(bt.keys)
-	bt.keys = append(bt.keys, key)
-	bt.args = append(bt.args, strconv.FormatInt(o.stamp, 10), o.ttlArg(), value)
-	bt.bytes += len(key) + len(value)
-	b.mu.Unlock()
-	ctx = c.clock.bound(ctx)
-	select {
-	case <-bt.done:
-	case <-ctx.Done():
-		return opReply{}, &sendingError{err: ctx.Err(), send: bt}
-	}
-	v, err := bt.reply(i)
 	return o.reply(key, v, err)
 }
 
-// reply returns the reply of the i-th put of bt, once it was sent.
-func (bt *batch) reply(i int) (any, error) {
+// reply returns the reply of the i-th call of bt, once bt was sent; or,
+// when ctx ends first, a *sendingError.
+func (bt *batch) reply(ctx context.Context, i int) (any, error) {
+	select {
+	case <-bt.done:
+	case <-ctx.Done():
+		return nil, &sendingError{err: ctx.Err(), send: bt}
+	}
 	switch {
 	case bt.err != nil:
 		return nil, bt.err
 	case i >= len(bt.replies):
-		return nil, fmt.Errorf("memory: a batch of %d puts had %d replies", len(bt.keys), len(bt.replies))
-	}
-	if msg, ok := bt.replies[i].(string); ok {
-		return nil, putError(msg)
+		return nil, fmt.Errorf("memory: a batch of %d calls had %d replies", len(bt.keys), len(bt.replies))
 	}
 	return bt.replies[i], nil
 }
@@ -136,8 +162,8 @@ func (putError) RedisError() {}
 func (b *batcher) opened(ctx context.Context) *batch {
 	bt := &batch{
 		ctx:  context.WithoutCancel(ctx),
-		keys: make([]string, 0, b.last),
-		args: append(make([]any, 0, len(batchHead)+3*b.last), batchHead...),
+		keys: make([]string, 0, b.last.keys),
+		args: append(make([]any, 0, b.last.args), b.head...),
 		done: make(chan struct{}),
 	}
 	b.open = bt
@@ -151,7 +177,7 @@ func (b *batcher) opened(ctx context.Context) *batch {
 }
 
 // send sends the queued batches, each once a slot is free, which closes it
-// to later puts, and returns when none is left.
+// to later calls, and returns when none is left.
 func (b *batcher) send() {
 	defer b.senders.Done()
 	for {
@@ -171,9 +197,9 @@ func (b *batcher) send() {
 		if b.open == bt {
 			b.open = nil
 		}
-		b.last = len(bt.keys)
+		b.last.keys, b.last.args = len(bt.keys), len(bt.args)
 		b.mu.Unlock()
-		bt.replies, bt.err = b.conn.run(bt.ctx, opsScript, bt.keys, bt.args...).Slice()
+		bt.replies, bt.err = b.do(bt)
 		<-b.slots
 		bt.ctx, bt.args = nil, nil // a hold in the queue may keep bt a while
 		close(bt.done)
@@ -191,7 +217,7 @@ func (bt *batch) WaitContext(ctx context.Context) error {
 	}
 }
 
-// wait returns once no batch is under way; later puts go alone.
+// wait returns once no batch is under way; later calls go alone.
 func (b *batcher) wait() {
 	b.mu.Lock()
 	b.closed = true

@@ -40,7 +40,7 @@ func TestBatcher(t *testing.T) {
 			{"k:held", held, duplicate},
 			{"k:hash", `{"value": 5, "last_modified": 5}`, applied},
 		}
-		b := newBatcher(c)
+		b := newPuts(c)
 		free := takeSlots(b)
 		results := make([]chan putResult, len(tests))
 		for i, tt := range tests {
@@ -93,7 +93,7 @@ func TestBatcherErrors(t *testing.T) {
 	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", "1").Err())
 	t.Cleanup(func() { raw.ConfigSet(ctx, "maxmemory", "0") })
 
-	b := newBatcher(c)
+	b := newPuts(c)
 	free := takeSlots(b)
 	// The Set first: a script that wrote already may write on past the
 	// bound.
@@ -120,11 +120,12 @@ func TestBatcherContext(t *testing.T) {
 	ctx := context.Background()
 	raw := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
 	t.Cleanup(func() { raw.Close() })
-	var traces valueHook
-	raw.AddHook(&traces)
+	// The traceKey value of the context of each call of the script.
+	traces := &cmdHook{name: "evalsha", of: func(ctx context.Context, _ redis.Cmder) any { return ctx.Value(traceKey{}) }}
+	raw.AddHook(traces)
 	c := &conn{client: raw, clock: clockFor(2 * time.Second)}
 
-	b := newBatcher(c)
+	b := newPuts(c)
 	free := takeSlots(b)
 	opener, cancel := context.WithCancel(context.WithValue(ctx, traceKey{}, "trace-1"))
 	opened := goPut(opener, b, c, "k:a", `{"value": 1, "last_modified": 5}`)
@@ -144,30 +145,32 @@ func TestBatcherContext(t *testing.T) {
 // traceKey is the key of a context value, as a tracer's.
 type traceKey struct{}
 
-// A valueHook records the traceKey value of the context of each script
-// call.
-type valueHook struct {
+// A cmdHook records what of returns for each command named name that a
+// client sends.
+type cmdHook struct {
+	name string
+	of   func(context.Context, redis.Cmder) any
 	mu   sync.Mutex // guards seen
 	seen []any
 }
 
-func (h *valueHook) values() []any {
+func (h *cmdHook) values() []any {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.seen
 }
 
-func (*valueHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (*cmdHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-func (*valueHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (*cmdHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
 
-func (h *valueHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (h *cmdHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "evalsha" {
+		if cmd.Name() == h.name {
 			h.mu.Lock()
-			h.seen = append(h.seen, ctx.Value(traceKey{}))
+			h.seen = append(h.seen, h.of(ctx, cmd))
 			h.mu.Unlock()
 		}
 		return next(ctx, cmd)
@@ -212,4 +215,71 @@ func waitBatched(t *testing.T, b *batcher, n int) {
 		defer b.mu.Unlock()
 		return b.open != nil && len(b.open.keys) == n
 	}, 5*time.Second, time.Millisecond, "%d puts wait in one batch", n)
+}
+
+// TestBatcherGets takes every slot of a pipeline's batcher of reads, so
+// that reads of a string, an absent key, a hash and a list wait in one
+// batch, and a fifth read gives up, then frees the slots: the batch goes as
+// one MGET, which has no string for the last three, read again alone: the
+// absent key is nil, the others a *DecodeError. The read given up on
+// returns its context's error, not a *sendingError: a read sent late holds
+// nothing up.
+func TestBatcherGets(t *testing.T) {
+	scriptServers(t, func(t *testing.T, _ *conn, raw *redis.Client) {
+		ctx := context.Background()
+		const stored = `{"value": 1, "last_modified": 5}`
+		require.NoError(t, raw.Set(ctx, "k:string", stored, 0).Err())
+		require.NoError(t, raw.HSet(ctx, "k:hash", "f", "v").Err())
+		require.NoError(t, raw.RPush(ctx, "k:list", stored).Err())
+		p, err := newPipeline(raw, 2*time.Second)
+		require.NoError(t, err)
+		t.Cleanup(p.close)
+		// The number of keys of each MGET.
+		mgets := &cmdHook{name: "mget", of: func(_ context.Context, cmd redis.Cmder) any { return len(cmd.Args()) - 1 }}
+		p.client.AddHook(mgets)
+		c := &conn{client: raw, clock: clockFor(2 * time.Second), pipe: p}
+
+		type result struct {
+			stored []byte
+			err    error
+		}
+		read := func(ctx context.Context, key string) chan result {
+			r := make(chan result, 1)
+			go func() {
+				stored, err := c.get(ctx, key)
+				r <- result{stored, err}
+			}()
+			return r
+		}
+		free := takeSlots(p.gets)
+		keys := []string{"k:string", "k:absent", "k:hash", "k:list"}
+		results := make([]chan result, len(keys))
+		for i, key := range keys {
+			results[i] = read(ctx, key)
+			waitBatched(t, p.gets, i+1)
+		}
+		gaveUp, cancel := context.WithCancel(ctx)
+		given := read(gaveUp, "k:string")
+		waitBatched(t, p.gets, len(keys)+1)
+		cancel()
+		r := <-given
+		require.ErrorIs(t, r.err, context.Canceled)
+		require.False(t, errors.As(r.err, new(*sendingError)), "%v: a read holds nothing up", r.err)
+		free()
+
+		r = <-results[0]
+		require.NoError(t, r.err)
+		require.Equal(t, stored, string(r.stored))
+		r = <-results[1]
+		require.NoError(t, r.err, "absent")
+		require.Nil(t, r.stored, "absent")
+		for i, key := range keys[2:] {
+			r := <-results[2+i]
+			var decode *DecodeError
+			require.ErrorAs(t, r.err, &decode, key)
+			require.Equal(t, key, decode.Key)
+		}
+		p.gets.wait()
+		require.Equal(t, []any{len(keys) + 1}, mgets.values(), "one MGET of every read")
+	})
 }

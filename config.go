@@ -155,9 +155,12 @@ func WithLocalCache(maxEntries int) Option {
 // send at once from many goroutines share round trips (go-redis's
 // AutoPipeliner), while a command sent alone goes alone; it wins over
 // MEMORY_AUTOPIPELINE. Reads, Set, Delete and the list, map, log and counter
-// operations go through it, and the Sets and Deletes made at once, by any
+// operations go through it; the Sets and Deletes made at once, by any
 // Memory over the client, go to the server in batches, one call of the
-// last-writer-wins script each (but on a cluster); a write whose caller gave
+// last-writer-wins script each, and their reads of values in batches too,
+// one MGET each (but on a cluster, where a command's keys share a slot); a
+// read that its MGET found no string for, absent or of another type, goes
+// again alone, to tell which. A write whose caller gave
 // up while the pipeliner or a batch held it holds the later writes to its
 // name in the queue until it was sent, so that it does not land after them.
 // With the offline queue off, writes go alone. The Memory values over one

@@ -53,7 +53,9 @@ type pipeline struct {
 	client redis.UniversalClient // the pipeliner's own
 	ap     *redis.AutoPipeliner
 	flying atomic.Int64 // commands sent alone, now
-	puts   *batcher     // of every Memory over the client; nil over a cluster
+	// The batchers of every Memory over the client; nil over a cluster,
+	// where the keys of one command would share a slot.
+	puts, gets *batcher
 }
 
 // A sendingError is the error of a command whose context ended while the
@@ -108,18 +110,20 @@ func newPipeline(base redis.UniversalClient, timeout time.Duration) (*pipeline, 
 		return nil, err
 	}
 	p := &pipeline{client: client, ap: ap}
-	if _, single := client.(*redis.Client); single { // a cluster's keys of one call would share a slot
-		p.puts = newBatcher(&conn{client: client, clock: clockFor(timeout)})
+	if _, single := client.(*redis.Client); single {
+		c := &conn{client: client, clock: clockFor(timeout)}
+		p.puts, p.gets = newPuts(c), newGets(c)
 	}
 	return p, nil
 }
 
-// close waits for the batches of puts under way, each of which ends by the
+// close waits for the batches under way, each of which ends by the
 // timeout, then closes the pipeliner's client, which ends the pipeliner's
 // batches under way, then the pipeliner.
 func (p *pipeline) close() {
 	if p.puts != nil {
 		p.puts.wait()
+		p.gets.wait()
 	}
 	p.client.Close()
 	p.ap.Close()
@@ -191,10 +195,28 @@ func (c *conn) send(ctx context.Context, cmd redis.Cmder, pipelined bool) error 
 }
 
 // get returns the string stored at key, nil when there is none. A key that
-// is not a string gives a *DecodeError.
+// is not a string gives a *DecodeError. Under load, the read goes in a batch
+// of the pipeline's; a key for which the batch had no string, none or one of
+// another type, which MGET does not tell apart, or whose batch failed, is
+// read again alone.
 func (c *conn) get(ctx context.Context, key string) ([]byte, error) {
+	ctx = c.clock.bound(ctx)
+	if c.pipe != nil && c.pipe.gets != nil {
+		bt, i, went := c.pipe.gets.join(ctx, key, len(key), key)
+		if bt == nil {
+			defer went()
+		} else {
+			v, err := bt.reply(ctx, i)
+			if s, ok := err.(*sendingError); ok {
+				return nil, s.err // a read sent late holds nothing up
+			}
+			if stored, ok := v.(string); ok {
+				return []byte(stored), nil
+			}
+		}
+	}
 	cmd := redis.NewStringCmd(ctx, "get", key)
-	err := c.send(c.clock.bound(ctx), cmd, true)
+	err := c.send(ctx, cmd, true)
 	switch s := err.(type) {
 	case nil:
 		return cmd.Bytes()

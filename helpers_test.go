@@ -214,15 +214,19 @@ func concurrently(t *testing.T, n int, fn func(g int) error) {
 
 // A batchCounter counts the batches of puts that a client sends, the puts
 // in them, and the batches of puts under more than one prefix (up to a
-// key's first ':'): as a hook of a Memory's auto-pipeliner (PipelineHook),
-// those of every Memory over its client.
-type batchCounter struct{ calls, puts, mixed atomic.Int64 }
+// key's first ':'), its MGETs, batches of reads, and the commands the
+// server refused for want of permission: as a hook of a Memory's
+// auto-pipeliner (PipelineHook), those of every Memory over its client.
+type batchCounter struct{ calls, puts, mixed, reads, denied atomic.Int64 }
 
 func (h *batchCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *batchCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		args := cmd.Args()
+		if cmd.Name() == "mget" {
+			h.reads.Add(1)
+		}
 		if len(args) > 3 && (cmd.Name() == "evalsha" || cmd.Name() == "eval") {
 			if keys, ok := args[2].(int); ok && len(args) > 3+keys && args[3+keys] == "puts" {
 				h.calls.Add(1)
@@ -237,7 +241,11 @@ func (h *batchCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 				}
 			}
 		}
-		return next(ctx, cmd)
+		err := next(ctx, cmd)
+		if redis.IsPermissionError(err) {
+			h.denied.Add(1)
+		}
+		return err
 	}
 }
 

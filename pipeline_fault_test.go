@@ -380,9 +380,10 @@ func pollMonotonic(raw *redis.Client, keys []string, done <-chan struct{}) []str
 }
 
 // TestFaultPipelinedReads runs 64 goroutines of Gets over a Memory with
-// auto-pipelining while the connection is reset instead of every 7th reply:
-// the pipeliner tries each batch once, and a read that a reset failed goes
-// again alone, over the Memory's client, which retries it. Every Get, each
+// auto-pipelining while the connection is reset instead of every 25th
+// reply: the pipeliner tries each batch once, and so does the batcher of
+// reads each MGET, and a read that a reset failed goes again alone, over
+// the Memory's client, which retries it. Every Get, each
 // of a name that no read found before, so that none is known here, returns
 // the value.
 func TestFaultPipelinedReads(t *testing.T) {
@@ -390,8 +391,9 @@ func TestFaultPipelinedReads(t *testing.T) {
 	proxy := faultproxy.Start(t, srv.Addr)
 	client := rawClient(t, proxy.Addr()) // go-redis's default retries
 	m := faultMemory(t, client, memory.WithAutoPipeline(true))
-	pipelines := &roundTrips{}
+	pipelines, batches := &roundTrips{}, &batchCounter{}
 	memory.PipelineHook(m, pipelines)
+	memory.PipelineHook(m, batches)
 	const goroutines, n = 64, 50
 	var pairs []any
 	for g := range goroutines {
@@ -415,9 +417,10 @@ func TestFaultPipelinedReads(t *testing.T) {
 		return nil
 	})
 	proxy.ResetEveryReply(0)
-	t.Logf("%d replies reset, %d batches of the pipeliner", proxy.Stats().RepliesReset, pipelines.pipelined())
+	t.Logf("%d replies reset, %d batches of the pipeliner, %d MGETs", proxy.Stats().RepliesReset, pipelines.pipelined(), batches.reads.Load())
 	require.Positive(t, proxy.Stats().RepliesReset, "the fault")
 	require.Positive(t, pipelines.pipelined(), "reads went through the pipeliner")
+	require.Positive(t, batches.reads.Load(), "reads went in batches")
 }
 
 // TestPipelinedCloseWhileLost has 64 goroutines read and write through a
