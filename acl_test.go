@@ -96,10 +96,10 @@ func TestACLTenants(t *testing.T) {
 		})
 	}
 
-	t.Run("tenant1 batched", func(t *testing.T) {
-		m := as(t, "tenant1", "tenant1:", memory.WithAutoPipeline(true))
-		batches := &batchCounter{}
-		memory.PipelineHook(m, batches)
+	// batched runs 64 goroutines of Sets and Gets through m, with
+	// auto-pipelining, whose pipeliner's client batches counts.
+	batched := func(t *testing.T, m *memory.Memory, batches *batchCounter) {
+		t.Helper()
 		concurrently(t, 64, func(g int) error {
 			name := fmt.Sprint("g", g)
 			for i := range 20 {
@@ -112,9 +112,32 @@ func TestACLTenants(t *testing.T) {
 			}
 			return nil
 		})
-		t.Logf("%d batches of puts, %d of reads", batches.calls.Load(), batches.reads.Load())
+		t.Logf("%d batches of puts, %d of reads, %d commands denied", batches.calls.Load(), batches.reads.Load(), batches.denied.Load())
+	}
+	t.Run("tenant1 batched", func(t *testing.T) {
+		m := as(t, "tenant1", "tenant1:", memory.WithAutoPipeline(true))
+		batches := &batchCounter{}
+		memory.PipelineHook(m, batches)
+		batched(t, m, batches)
 		require.Positive(t, batches.calls.Load()+batches.reads.Load(), "commands went in batches")
 		require.Zero(t, batches.denied.Load(), "the line allows the batches' commands")
+	})
+	t.Run("a line without mget", func(t *testing.T) {
+		args := []any{"ACL", "SETUSER", "older"}
+		for _, rule := range tenantACL(t) {
+			if rule != "+mget" {
+				args = append(args, rule)
+			}
+		}
+		require.NoError(t, admin.Do(ctx, append(args, "on", ">pw-older", "~older:*")...).Err())
+		m := as(t, "older", "older:", memory.WithAutoPipeline(true))
+		batches := &batchCounter{}
+		memory.PipelineHook(m, batches)
+		batched(t, m, batches)
+		denied := batches.denied.Load()
+		require.Positive(t, denied, "the server refused an MGET")
+		batched(t, m, batches)
+		require.Equal(t, denied, batches.denied.Load(), "reads no longer go in batches")
 	})
 
 	for _, denied := range []string{"-client|tracking", "-subscribe"} {

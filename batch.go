@@ -34,8 +34,9 @@ const batchBytes = 128 << 10
 // values of the context of the call that opened the batch (for the client's
 // Dialer and CredentialsProviderContext, which read them), over the
 // pipeliner's client, whose socket timeouts are the pipeline's timeout: a
-// caller whose context ends while its call waits in a batch is told so with
-// a *sendingError, as the pipeliner's are, whose send is the batch's.
+// put whose caller's context ends while it waits in a batch is told so with
+// a *sendingError, as the pipeliner's are, whose send is the batch's; a
+// read, with its context's error.
 type batcher struct {
 	head    []any                       // what a batch's command begins with
 	do      func(*batch) ([]any, error) // sends a batch's command over conn
@@ -45,7 +46,7 @@ type batcher struct {
 	queued  []*batch                    // opened and not yet taken by a sender, oldest first
 	running int                         // senders running
 	last    struct{ keys, args int }    // of the last batch sent: the next one's room
-	closed  bool                        // by wait: calls go alone
+	closed  bool                        // by stop: calls go alone
 	senders sync.WaitGroup
 }
 
@@ -131,12 +132,17 @@ func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply,
 }
 
 // reply returns the reply of the i-th call of bt, once bt was sent; or,
-// when ctx ends first, a *sendingError.
+// when ctx ends first, a *sendingError. A reply there is wins over a ctx
+// that ended.
 func (bt *batch) reply(ctx context.Context, i int) (any, error) {
 	select {
 	case <-bt.done:
-	case <-ctx.Done():
-		return nil, &sendingError{err: ctx.Err(), send: bt}
+	default:
+		select {
+		case <-bt.done:
+		case <-ctx.Done():
+			return nil, &sendingError{err: ctx.Err(), send: bt}
+		}
 	}
 	switch {
 	case bt.err != nil:
@@ -217,10 +223,15 @@ func (bt *batch) WaitContext(ctx context.Context) error {
 	}
 }
 
-// wait returns once no batch is under way; later calls go alone.
-func (b *batcher) wait() {
+// stop has later calls go alone.
+func (b *batcher) stop() {
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
+}
+
+// wait stops b, and returns once no batch is under way.
+func (b *batcher) wait() {
+	b.stop()
 	b.senders.Wait()
 }

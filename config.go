@@ -155,20 +155,23 @@ func WithLocalCache(maxEntries int) Option {
 // send at once from many goroutines share round trips (go-redis's
 // AutoPipeliner), while a command sent alone goes alone; it wins over
 // MEMORY_AUTOPIPELINE. Reads, Set, Delete and the list, map, log and counter
-// operations go through it; the Sets and Deletes made at once, by any
-// Memory over the client, go to the server in batches, one call of the
-// last-writer-wins script each, and their reads of values in batches too,
-// one MGET each (but on a cluster, where a command's keys share a slot); a
-// read that its MGET found no string for, absent or of another type, goes
-// again alone, to tell which. A write whose caller gave
-// up while the pipeliner or a batch held it holds the later writes to its
-// name in the queue until it was sent, so that it does not land after them.
-// With the offline queue off, writes go alone. The Memory values over one
-// client share the pipeliner and its batches, which end by the WithTimeout
-// of the first of them that turned it on: a write of another, of a longer
-// timeout, that the pipeliner or a batch held longer is queued, as one whose
-// reply was lost. A value of 128 KiB or more is not batched. It is off
-// by default: docs/performance.md of the repository says what it gains and
+// operations go through it; the Sets and Deletes made at once, by any Memory
+// over the client, go to the server in batches, one call of the
+// last-writer-wins script each, and their reads of whole values (Get, GetAs,
+// Has, List and Map reads, those of Update and of the queue's deliveries;
+// not those of the local cache, nor Load) in batches too, one MGET each;
+// except on a cluster, where the keys of one command must share a slot. A
+// read that its MGET found no string for, absent or of another type, or
+// whose MGET failed, goes again alone; a server that refuses MGET (an ACL
+// without it) turns the batches of reads off. A write whose caller gave up
+// while the pipeliner or a batch held it holds the later writes to its name
+// in the queue until it was sent, so that it does not land after them. With
+// the offline queue off, writes go alone. The Memory values over one client
+// share the pipeliner and its batches, which end by the WithTimeout of the
+// first of them that turned it on: a write of another, of a longer timeout,
+// that the pipeliner or a batch held longer is queued, as one whose reply
+// was lost. A Set of a value of 128 KiB or more goes alone. It is off by
+// default: docs/performance.md of the repository says what it gains and
 // costs.
 func WithAutoPipeline(on bool) Option {
 	return func(c *config) { c.autoPipeline, c.hasPipeline = on, true }

@@ -14,8 +14,8 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
-// A conn sends the commands of one Memory, or a pipeline's batches of puts,
-// to its server. It owns every round trip: each ends by its clock's
+// A conn sends the commands of one Memory, or a pipeline's batches, to its
+// server. It owns every round trip: each ends by its clock's
 // timeout, the Memory's or the pipeline's, and a write is sent once. go-redis
 // resends a command whose reply it lost, which for a write means applying it
 // twice when the first send did reach the server; the library resends
@@ -48,7 +48,7 @@ type conn struct {
 // whose socket timeouts are the pipeline's timeout, the WithTimeout of the
 // first Memory over the client that asked for it, and which closing the
 // pipeline closes once the batches of puts are done, each within that
-// timeout, so that no batch of the pipeliner's holds it up.
+// timeout, so that no batch of the pipeliner's, nor of reads, holds it up.
 type pipeline struct {
 	client redis.UniversalClient // the pipeliner's own
 	ap     *redis.AutoPipeliner
@@ -117,15 +117,19 @@ func newPipeline(base redis.UniversalClient, timeout time.Duration) (*pipeline, 
 	return p, nil
 }
 
-// close waits for the batches under way, each of which ends by the
+// close waits for the batches of puts under way, each of which ends by the
 // timeout, then closes the pipeliner's client, which ends the pipeliner's
-// batches under way, then the pipeliner.
+// batches under way and those of reads, which no write waits on, then the
+// pipeliner.
 func (p *pipeline) close() {
 	if p.puts != nil {
 		p.puts.wait()
-		p.gets.wait()
+		p.gets.stop()
 	}
 	p.client.Close()
+	if p.gets != nil {
+		p.gets.wait()
+	}
 	p.ap.Close()
 }
 
@@ -198,8 +202,12 @@ func (c *conn) send(ctx context.Context, cmd redis.Cmder, pipelined bool) error 
 // is not a string gives a *DecodeError. Under load, the read goes in a batch
 // of the pipeline's; a key for which the batch had no string, none or one of
 // another type, which MGET does not tell apart, or whose batch failed, is
-// read again alone.
+// read again alone, within the same timeout. A server that refuses MGET, an
+// ACL without it, stops the batches of reads.
 func (c *conn) get(ctx context.Context, key string) ([]byte, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err // not sent
+	}
 	ctx = c.clock.bound(ctx)
 	if c.pipe != nil && c.pipe.gets != nil {
 		bt, i, went := c.pipe.gets.join(ctx, key, len(key), key)
@@ -209,6 +217,9 @@ func (c *conn) get(ctx context.Context, key string) ([]byte, error) {
 			v, err := bt.reply(ctx, i)
 			if s, ok := err.(*sendingError); ok {
 				return nil, s.err // a read sent late holds nothing up
+			}
+			if redis.IsPermissionError(err) {
+				c.pipe.gets.stop()
 			}
 			if stored, ok := v.(string); ok {
 				return []byte(stored), nil

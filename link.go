@@ -104,7 +104,8 @@ func (l *link) begin(key string) (opID, uint64) {
 // forgets l. It returns a function that waits up to d for the flusher, and
 // the deliveries it had under way, to end: each ends with its round trip,
 // which closing the client cuts short; and then closes the pipeline, which
-// waits for its batches of puts, each within the pipeline's timeout.
+// waits for its batches of puts, each within the pipeline's timeout, and
+// cuts its batches of reads short.
 func (l *link) release() (wait func(d time.Duration)) {
 	links.Lock()
 	l.mu.Lock()
