@@ -30,7 +30,8 @@ type variant struct {
 // per iteration, as impl=paired, which reports each one's time over the
 // first's (memory/NAME, or NAME/memory for a slower one, so that every ratio
 // reads "times faster or slower than"). Interleaving keeps the drift of a
-// noisy machine out of the ratios.
+// noisy machine out of the ratios, and each round starting with the next
+// variant keeps out what one variant leaves the next.
 func compare(b *testing.B, variants ...variant) {
 	b.Helper()
 	for _, v := range variants {
@@ -45,10 +46,11 @@ func compare(b *testing.B, variants ...variant) {
 	}
 	b.Run("impl=paired", func(b *testing.B) {
 		spent := make([]time.Duration, len(variants))
-		for b.Loop() {
-			for i, v := range variants {
+		for round := 0; b.Loop(); round++ {
+			for j := range variants {
+				i := (round + j) % len(variants) // each round starts with the next
 				start := time.Now()
-				if err := v.op(); err != nil {
+				if err := variants[i].op(); err != nil {
 					b.Fatal(err)
 				}
 				spent[i] += time.Since(start)
