@@ -2,10 +2,12 @@ package redisserver
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -52,11 +54,15 @@ func startCluster(tb testing.TB, n int, t *TLS, args []string) *Cluster {
 		opts.TLSConfig = t.Client
 	}
 	create = append(append(create, c.Addrs...), "--cluster-replicas", "0", "--cluster-yes")
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), meetTimeout)
 	defer cancel()
 	// It waits for the nodes to meet, for ever if they cannot.
 	if out, err := exec.CommandContext(ctx, cli, create...).CombinedOutput(); err != nil {
-		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+		var logs strings.Builder
+		for _, srv := range c.Servers {
+			fmt.Fprintf(&logs, "\n%s:\n%s", srv.Addr, srv.logTail())
+		}
+		tb.Fatalf("redis-cli --cluster create: %v\n%s\nthe nodes' logs:%s", err, out, logs.String())
 	}
 	for _, addr := range c.Addrs {
 		opts.Addr = addr
@@ -68,6 +74,10 @@ func startCluster(tb testing.TB, n int, t *TLS, args []string) *Cluster {
 	}
 	return c
 }
+
+// meetTimeout bounds how long the nodes of a new cluster may take to meet:
+// on a loaded machine, a CI run's once took longer than startTimeout.
+const meetTimeout = 30 * time.Second
 
 // clusterPort returns a free port whose cluster bus port, 10000 higher, is
 // free too.
