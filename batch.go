@@ -39,7 +39,7 @@ const batchBytes = 128 << 10
 // read, with its context's error.
 type batcher struct {
 	head    []any                       // what a batch's command begins with
-	do      func(*batch) ([]any, error) // sends a batch's command over conn
+	do      func(*batch) ([]any, error) // sends a batch's command
 	slots   chan struct{}               // a token per send in flight
 	mu      sync.Mutex                  // guards the fields below, and orders senders.Add before wait
 	open    *batch                      // the batch that calls join
@@ -132,8 +132,8 @@ func (b *batcher) put(ctx context.Context, c *conn, key string, o *op) (opReply,
 }
 
 // reply returns the reply of the i-th call of bt, once bt was sent; or,
-// when ctx ends first, a *sendingError. A reply there is wins over a ctx
-// that ended.
+// when ctx ends first, a *sendingError. A reply that came wins over a ctx
+// that ended with it.
 func (bt *batch) reply(ctx context.Context, i int) (any, error) {
 	select {
 	case <-bt.done:

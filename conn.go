@@ -54,7 +54,7 @@ type pipeline struct {
 	ap     *redis.AutoPipeliner
 	flying atomic.Int64 // commands sent alone, now
 	// The batchers of every Memory over the client; nil over a cluster,
-	// where the keys of one command would share a slot.
+	// where the keys of one command must share a slot.
 	puts, gets *batcher
 }
 
