@@ -124,7 +124,6 @@ func newPipeline(base redis.UniversalClient, timeout time.Duration) (*pipeline, 
 func (p *pipeline) close() {
 	if p.puts != nil {
 		p.puts.wait()
-		p.gets.stop()
 	}
 	p.client.Close()
 	if p.gets != nil {
@@ -205,11 +204,11 @@ func (c *conn) send(ctx context.Context, cmd redis.Cmder, pipelined bool) error 
 // read again alone, within the same timeout. A server that refuses MGET, an
 // ACL without it, stops the batches of reads.
 func (c *conn) get(ctx context.Context, key string) ([]byte, error) {
-	if err := ctxErr(ctx); err != nil {
-		return nil, err // not sent
-	}
 	ctx = c.clock.bound(ctx)
 	if c.pipe != nil && c.pipe.gets != nil {
+		if err := ctxErr(ctx); err != nil {
+			return nil, err // nothing to put in a batch
+		}
 		bt, i, went := c.pipe.gets.join(ctx, key, len(key), key)
 		if bt == nil {
 			defer went()
